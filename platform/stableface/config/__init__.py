@@ -1,0 +1,11 @@
+"""Typed configuration: dataclass schemas composed by Hydra with the YAML presets in ``stableface.conf``.
+
+- :func:`compose` builds a job's config object from its name and ``key=value`` overrides
+  (what the ``stableface`` CLI and the tests use);
+- ``jobs/*.py`` use ``@hydra.main(config_path="pkg://stableface.conf")`` over the same files;
+- :func:`to_dict` / :func:`from_dict` round-trip configs through checkpoints and manifests.
+"""
+
+from stableface.config.store import JOB_CONFIGS, compose, from_dict, register_configs, to_dict, to_yaml
+
+__all__ = ["JOB_CONFIGS", "compose", "from_dict", "register_configs", "to_dict", "to_yaml"]

@@ -1,0 +1,1 @@
+"""Catalogs of input videos, the per-speaker dataset layout, and training sequences."""

@@ -1,0 +1,52 @@
+"""Errors that name the input and the problem.
+
+Every error a user can cause derives from :class:`InputError`, whose message reads
+``<input>: <problem>``; batch jobs store ``str(error)`` as the failed row's reason.
+"""
+
+from __future__ import annotations
+
+
+class StableFaceError(Exception):
+    """Base class for errors raised by the platform."""
+
+
+class InputError(StableFaceError):
+    """A user-supplied input (file, URI, config value) cannot be used."""
+
+    def __init__(self, source: str, problem: str):
+        self.source = str(source)
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}")
+
+
+class StorageNotFound(InputError):
+    """A local path or object URI does not exist."""
+
+
+class InvalidURI(InputError):
+    """A string is not a supported storage URI."""
+
+
+class UnreadableMedia(InputError):
+    """A file exists but no decoder can read it (corrupt, truncated, not media)."""
+
+
+class NoVideoStream(InputError):
+    """A media file has no video stream."""
+
+
+class NoAudioStream(InputError):
+    """A media file has no audio stream."""
+
+
+class SilentAudio(InputError):
+    """Audio that is all silence (nothing to lip-sync to)."""
+
+
+class NoFaceFound(InputError):
+    """A video in which too few frames contain a detectable face."""
+
+
+class BackendUnavailable(StableFaceError):
+    """An optional backend cannot run here (for example its weights are absent)."""

@@ -1,0 +1,1 @@
+"""Storage (local paths and s3:// URIs) and media I/O (video and audio)."""

@@ -1,0 +1,1 @@
+"""Thin Ray adapters: each module's ``run(cfg)`` wires library functions into Ray Data/Train/Serve."""
