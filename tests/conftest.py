@@ -20,6 +20,22 @@ S3_TEST_CREDENTIALS = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def aws_test_credentials():
+    """Fake AWS credentials in the environment before anything starts Ray, so workers inherit them.
+
+    They only ever reach the moto server on 127.0.0.1; no test talks to real AWS.
+    """
+    saved = {key: os.environ.get(key) for key in S3_TEST_CREDENTIALS}
+    os.environ.update(S3_TEST_CREDENTIALS)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` beside the repo (or ``$STABLEFACE_SHARED_DATA``): real GRID/VoxCeleb2/speech."""
@@ -67,16 +83,9 @@ def s3_endpoint(tmp_path_factory) -> str:
     else:
         process.kill()
         pytest.fail("moto server did not start within 30 s")
-    saved = {key: os.environ.get(key) for key in S3_TEST_CREDENTIALS}
-    os.environ.update(S3_TEST_CREDENTIALS)
     yield endpoint
     process.terminate()
     process.wait(timeout=10)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture
@@ -94,3 +103,60 @@ def s3_bucket(s3_storage_config) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     Storage(s3_storage_config).s3.create_bucket(Bucket=name)
     return f"s3://{name}"
+
+
+def _write_scenery_video(path: Path, n_frames: int = 50, with_audio: bool = True) -> Path:
+    """A faceless clip: a drifting sky-and-hills gradient, with speech-band noise as audio."""
+    import numpy as np
+
+    from stableface.io.video import VideoWriter
+
+    height, width = 144, 176
+    rows = np.linspace(0, 1, height)[:, None, None] * np.ones((1, width, 1))  # (H, W, 1)
+    cols = np.linspace(0, 1, width)[None, :, None]  # (1, W, 1)
+    audio = None
+    if with_audio:
+        rng = np.random.default_rng(0)
+        audio = (0.1 * rng.standard_normal(int(16_000 * n_frames / 25))).astype(np.float32)
+    with VideoWriter(path, fps=25, width=width, height=height, audio=audio) as writer:
+        for t in range(n_frames):
+            hills = (rows > 0.6 + 0.1 * np.sin(8 * cols + t / 10)).astype(float)  # (H, W, 1)
+            sky = np.concatenate([0.4 + 0.3 * rows, 0.6 + 0.2 * rows, 0.9 - 0.2 * rows], axis=2)  # (H, W, 3)
+            frame = sky * (1 - hills) + hills * np.array([0.2, 0.5, 0.2])
+            writer.write((255 * np.clip(frame, 0, 1)).astype(np.uint8))
+    return path
+
+
+@pytest.fixture(scope="session")
+def bad_videos(tmp_path_factory, grid_clips) -> dict[str, Path]:
+    """One of each broken input a catalog meets: name -> local path (the missing one does not exist)."""
+    from stableface.io.audio import read_audio
+    from stableface.io.video import VideoWriter, iter_frames
+
+    folder = tmp_path_factory.mktemp("bad_videos")
+    text = folder / "notes.mp4"
+    text.write_text("meeting notes, not a video\n")
+    empty = folder / "empty.mp4"
+    empty.write_bytes(b"")
+    silent_track = folder / "no_audio.mp4"
+    frames = list(iter_frames(grid_clips[0], max_frames=50))
+    with VideoWriter(silent_track, fps=25, width=360, height=288) as writer:
+        for frame in frames:
+            writer.write(frame)
+    full = folder / "full.mp4"
+    with VideoWriter(full, fps=25, width=360, height=288, audio=read_audio(grid_clips[0])) as writer:
+        for frame in frames:
+            writer.write(frame)
+    truncated = folder / "truncated.mp4"
+    data = full.read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    full.unlink()
+    scenery = _write_scenery_video(folder / "scenery.mp4")
+    return {
+        "text": text,
+        "empty": empty,
+        "no_audio": silent_track,
+        "truncated": truncated,
+        "no_face": scenery,
+        "missing": folder / "does_not_exist.mp4",
+    }

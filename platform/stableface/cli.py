@@ -21,6 +21,7 @@ logger = logging.getLogger("stableface")
 # job name -> module with ``run(cfg)``; modules import Ray, so they load only when chosen.
 JOB_RUNNERS: dict[str, str] = {
     "preprocess": "stableface.ray_jobs.preprocess",
+    "audit": "stableface.ray_jobs.audit",
 }
 
 

@@ -47,7 +47,9 @@ def test_writer_roundtrip_keeps_fps_size_frames_audio_and_tags(tmp_path, fps):
     frames = [np.roll(base, shift, axis=1) for shift in range(30)]
     tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16_000) / 16_000)).astype(np.float32)
     out = tmp_path / "out.mp4"
-    with VideoWriter(out, fps=fps, width=64, height=48, audio=tone, metadata={"comment": "synthetic"}) as writer:
+    with VideoWriter(
+        out, fps=fps, width=64, height=48, audio=tone, metadata={"comment": "synthetic"}
+    ) as writer:
         for frame in frames:
             writer.write(frame)
     info = probe_video(out)
@@ -65,10 +67,10 @@ def test_writer_roundtrip_keeps_fps_size_frames_audio_and_tags(tmp_path, fps):
 
 
 def test_writer_rejects_wrong_frames_and_odd_sizes(tmp_path):
-    with pytest.raises(ValueError, match="even frame sizes"):
+    with pytest.raises(ValueError, match=r"even frame sizes"):
         VideoWriter(tmp_path / "x.mp4", fps=25, width=63, height=48)
     with VideoWriter(tmp_path / "y.mp4", fps=25, width=64, height=48) as writer:
-        with pytest.raises(ValueError, match="must be uint8"):
+        with pytest.raises(ValueError, match=r"must be uint8"):
             writer.write(np.zeros((48, 64, 3), np.float32))
         writer.write(np.zeros((48, 64, 3), np.uint8))
 
@@ -84,25 +86,25 @@ def test_broken_inputs_raise_errors_that_name_the_file(tmp_path, grid_clips):
             writer.write(np.full((48, 64, 3), i * 4, np.uint8))
     data = (tmp_path / "full.mp4").read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(UnreadableMedia, match="notes.mp4: not a readable media file"):
+    with pytest.raises(UnreadableMedia, match=r"notes.mp4: not a readable media file"):
         probe_video(text)
     with pytest.raises(UnreadableMedia, match=r"empty.mp4: empty file \(0 bytes\)"):
         read_frames(empty)
-    with pytest.raises(UnreadableMedia, match="truncated.mp4"):
+    with pytest.raises(UnreadableMedia, match=r"truncated.mp4"):
         read_frames(truncated)
-    with pytest.raises(StorageNotFound, match="missing.mp4: no such file"):
+    with pytest.raises(StorageNotFound, match=r"missing.mp4: no such file"):
         probe_video(tmp_path / "missing.mp4")
-    with pytest.raises(NoAudioStream, match="full.mp4: no audio stream"):
+    with pytest.raises(NoAudioStream, match=r"full.mp4: no audio stream"):
         read_audio(tmp_path / "full.mp4")
     wav = tmp_path / "tone.wav"
     write_audio(wav, np.zeros(1600))
-    with pytest.raises(NoVideoStream, match="tone.wav: no video stream"):
+    with pytest.raises(NoVideoStream, match=r"tone.wav: no video stream"):
         probe_video(wav)
 
 
 def test_silence_is_detected(tmp_path):
     quiet = np.zeros(16_000, np.float32)
-    with pytest.raises(SilentAudio, match="clip.wav: audio is silent"):
+    with pytest.raises(SilentAudio, match=r"clip.wav: audio is silent"):
         check_not_silent(quiet, "clip.wav")
     check_not_silent(0.1 * np.ones(16_000, np.float32), "clip.wav")
 

@@ -31,7 +31,9 @@ def validate_id(value: str, what: str = "id") -> str:
     """Return ``value`` if it is a safe single path component, else raise :class:`InputError`."""
     text = str(value)
     if not _ID_PATTERN.match(text) or text in (".", "..") or ".." in text:
-        raise InputError(text, f"invalid {what}: use 1-128 letters, digits, '.', '_' or '-' (no '/', no '..')")
+        raise InputError(
+            text, f"invalid {what}: use 1-128 letters, digits, '.', '_' or '-' (no '/', no '..')"
+        )
     return text
 
 
@@ -69,7 +71,9 @@ def read_table(uri: str, storage: Storage) -> list[dict[str, Any]]:
         if lowered.endswith(".csv"):
             frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
         elif lowered.endswith(".jsonl"):
-            frame = pd.DataFrame([json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()])
+            frame = pd.DataFrame(
+                [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
+            )
         elif lowered.endswith(".json"):
             frame = pd.DataFrame(json.loads(raw.decode("utf-8")))
         elif lowered.endswith(".parquet"):
@@ -87,11 +91,25 @@ def table_base_dir(uri: str) -> str:
     return text.rsplit("/", 1)[0] if "/" in text else "."
 
 
-def list_video_catalog(source: str, storage: Storage) -> list[dict[str, str]]:
+SPEAKER_FROM = ("folder", "file")
+
+
+def _default_speaker(uri: str, speaker_from: str) -> str:
+    if speaker_from == "file":
+        return sanitize_id(PurePosixPath(str(uri)).stem)
+    return _parent_name(uri)
+
+
+def list_video_catalog(source: str, storage: Storage, speaker_from: str = "folder") -> list[dict[str, str]]:
     """``[{video_uri, speaker, video_id}, ...]`` from a folder/prefix or a table of videos.
 
-    Video ids are file stems, made unique within a speaker. Rows keep any extra table columns.
+    Without a ``speaker`` column the speaker is the video's parent folder name
+    (``speaker_from="folder"``) or, for folders of one clip per person, the file stem
+    (``speaker_from="file"``). Video ids are file stems, made unique within a speaker. Rows keep
+    any extra table columns.
     """
+    if speaker_from not in SPEAKER_FROM:
+        raise InputError(speaker_from, f"speaker_from must be one of {', '.join(SPEAKER_FROM)}")
     if is_table(source):
         rows = read_table(source, storage)
         base = table_base_dir(source)
@@ -99,15 +117,19 @@ def list_video_catalog(source: str, storage: Storage) -> list[dict[str, str]]:
         for index, row in enumerate(rows):
             column = next((c for c in VIDEO_URI_COLUMNS if row.get(c)), None)
             if column is None:
-                raise InputError(source, f"row {index + 1} has no video column (one of {', '.join(VIDEO_URI_COLUMNS)})")
+                raise InputError(
+                    source, f"row {index + 1} has no video column (one of {', '.join(VIDEO_URI_COLUMNS)})"
+                )
             video_uri = resolve(str(row[column]), base)
-            speaker = str(row.get("speaker") or _parent_name(video_uri))
-            entries.append({**{k: str(v) for k, v in row.items()}, "video_uri": video_uri, "speaker": speaker})
+            speaker = str(row.get("speaker") or _default_speaker(video_uri, speaker_from))
+            entries.append(
+                {**{k: str(v) for k, v in row.items()}, "video_uri": video_uri, "speaker": speaker}
+            )
     else:
         uris = storage.list(source, suffixes=VIDEO_SUFFIXES)
         if not uris:
             raise InputError(source, f"no video files ({', '.join(VIDEO_SUFFIXES)}) found")
-        entries = [{"video_uri": uri, "speaker": _parent_name(uri)} for uri in uris]
+        entries = [{"video_uri": uri, "speaker": _default_speaker(uri, speaker_from)} for uri in uris]
     seen: Counter[tuple[str, str]] = Counter()
     for entry in entries:
         entry["speaker"] = validate_id(entry["speaker"], "speaker id")

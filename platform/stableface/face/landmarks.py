@@ -89,7 +89,9 @@ class MediaPipeBackend:
         if not result.multi_face_landmarks:
             return None
         points = result.multi_face_landmarks[0].landmark
-        mesh = np.array([(p.x * width, p.y * height, p.z * width) for p in points], dtype=np.float32)  # (478, 3)
+        mesh = np.array(
+            [(p.x * width, p.y * height, p.z * width) for p in points], dtype=np.float32
+        )  # (478, 3)
         return FaceLandmarks(ibug68=mediapipe_to_ibug68(mesh).astype(np.float32), mesh=mesh)
 
     def reset(self) -> None:

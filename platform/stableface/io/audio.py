@@ -67,12 +67,16 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int = DEFAUL
 
     path = Path(path)
     samples = np.clip(np.asarray(samples, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    codec = {".wav": "pcm_s16le", ".mp3": "mp3", ".m4a": "aac", ".aac": "aac"}.get(path.suffix.lower(), "pcm_s16le")
+    codec = {".wav": "pcm_s16le", ".mp3": "mp3", ".m4a": "aac", ".aac": "aac"}.get(
+        path.suffix.lower(), "pcm_s16le"
+    )
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=sample_rate)
         stream.layout = "mono"
         frame_size = 1152 if codec == "mp3" else 1024
-        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=sample_rate)
+        resampler = av.AudioResampler(
+            format=stream.codec_context.format.name, layout="mono", rate=sample_rate
+        )
         for start in range(0, len(samples), frame_size):
             chunk = samples[start : start + frame_size]
             frame = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")

@@ -74,6 +74,13 @@ def basename(uri: str) -> str:
     return str(uri).rstrip("/").rsplit("/", 1)[-1]
 
 
+def _umask_mode() -> int:
+    """The mode ``open()`` would give a new file (mkstemp's are 0600 regardless of the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _local_path(uri: str) -> Path:
     text = str(uri)
     if text.startswith(FILE_SCHEME):
@@ -130,8 +137,14 @@ class Storage:
         )
 
     def _translate(self, error: Exception, uri: str) -> Exception:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+        if isinstance(error, NoCredentialsError):
+            return StorageNotFound(
+                uri, "no S3 credentials found (set AWS_* variables, a profile or an instance role)"
+            )
+        if isinstance(error, EndpointConnectionError):
+            return StorageNotFound(uri, f"cannot reach the S3 endpoint ({error})")
         if isinstance(error, ClientError):
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchBucket",):
@@ -154,6 +167,8 @@ class Storage:
             except ClientError as error:
                 if str(error.response.get("Error", {}).get("Code", "")) in MISSING_CODES:
                     return False
+                raise self._translate(error, uri) from error
+            except Exception as error:
                 raise self._translate(error, uri) from error
         return _local_path(uri).exists()
 
@@ -185,10 +200,7 @@ class Storage:
             root = _local_path(prefix)
             if not root.exists():
                 raise StorageNotFound(prefix, "no such directory")
-            if root.is_file():
-                found = [str(root)]
-            else:
-                found = [str(p) for p in root.rglob("*") if p.is_file()]
+            found = [str(root)] if root.is_file() else [str(p) for p in root.rglob("*") if p.is_file()]
         if suffixes:
             lowered = tuple(s.lower() for s in suffixes)
             found = [uri for uri in found if uri.lower().endswith(lowered)]
@@ -259,6 +271,7 @@ class Storage:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            os.chmod(tmp, _umask_mode())
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -294,6 +307,7 @@ class Storage:
         os.close(fd)
         try:
             shutil.copyfile(local_path, tmp)
+            os.chmod(tmp, _umask_mode())
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -321,6 +335,7 @@ class Storage:
             if is_s3(uri):
                 self.upload_file(tmp_path, uri)
             else:
+                os.chmod(tmp_path, _umask_mode())
                 os.replace(tmp_path, _local_path(uri))
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -364,9 +379,14 @@ class Storage:
             return pafs.LocalFileSystem(), str(path)
         bucket, key = split_s3(uri)
         cfg = self.config
-        endpoint = cfg.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        endpoint = (
+            cfg.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        )
         kwargs: dict[str, Any] = {
-            "region": cfg.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+            "region": cfg.region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
         }
         if endpoint:
             scheme, _, host = endpoint.partition("://")

@@ -67,7 +67,7 @@ def _rotation_of(stream) -> int:
     if side_data:
         for key, value in dict(side_data).items():
             if "DISPLAYMATRIX" in str(key).upper():
-                return int(round(-float(value))) % 360
+                return round(-float(value)) % 360
     return 0
 
 
@@ -88,7 +88,7 @@ def probe_video(path: str | Path) -> VideoInfo:
             duration = container.duration / 1_000_000
         else:
             duration = 0.0
-        n_frames = int(stream.frames) if stream.frames else int(round(duration * float(fps)))
+        n_frames = int(stream.frames) if stream.frames else round(duration * float(fps))
         rotation = _rotation_of(stream)
         width, height = stream.codec_context.width, stream.codec_context.height
         if rotation in (90, 270):
@@ -237,7 +237,7 @@ class VideoWriter:
     def _send_audio_until(self, seconds: float, final: bool = False) -> None:
         import av
 
-        target = int(round(seconds * self.audio_rate))
+        target = round(seconds * self.audio_rate)
         while self._audio_sent + AUDIO_CHUNK_SAMPLES <= target or (final and self._audio_sent < target):
             count = min(AUDIO_CHUNK_SAMPLES, target - self._audio_sent)
             chunk = np.zeros(count, dtype=np.float32)  # silence past the end of the audio

@@ -34,3 +34,12 @@ def ensure_ray(config: RayConfig) -> None:
         namespace=config.namespace,
         log_to_driver=True,
     )
+
+
+def node_id() -> str:
+    """The Ray node this code runs on ('local' outside Ray), recorded in manifests."""
+    import ray
+
+    if not ray.is_initialized():
+        return "local"
+    return ray.get_runtime_context().get_node_id()

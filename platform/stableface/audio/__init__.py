@@ -1,0 +1,1 @@
+"""Audio features: log-mel spectrograms and one window of mel frames per video frame."""

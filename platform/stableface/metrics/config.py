@@ -1,0 +1,33 @@
+"""Settings of video scoring and audits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class MetricsConfig:
+    """How one video is scored and which scores get flagged."""
+
+    # Landmark backend (stableface.face.landmarks.make_backend): "mediapipe" (offline) or "fan".
+    backend: str = "mediapipe"
+    # Below this fraction of frames with a detected face a video gets "no score" instead of an MSI
+    # computed mostly from interpolated landmarks.
+    min_face_fraction: float = 0.5
+    # MSI needs an acceleration variance over time; shorter videos get "no score".
+    min_frames: int = 10
+    # Score at most this many frames per video (None = all); long videos cost time linearly.
+    max_frames: int | None = None
+    # Videos whose lip or jaw MSI falls below these are flagged in the report. The defaults sit
+    # under the real-video band measured on GRID with MediaPipe (lip 0.35-0.72, jaw 0.6-1.3).
+    flag_lip_below: float = 0.3
+    flag_jaw_below: float = 0.5
+    # Extra per-video outputs: a vertical-slice image through the mouth (the paper's Figs. 1/7),
+    # and the mean CPBD sharpness of sampled frames.
+    slice_image: bool = True
+    slice_height: int = 128  # crop pixels of the slice image rows
+    cpbd: bool = False
+    cpbd_every: int = 25  # frames between CPBD samples
+    # Sync-C and LipNet WER run only where their weights are present (see metrics.syncnet/lipnet).
+    extras: list[str] = field(default_factory=list)  # subset of ["sync", "wer"]
+    weights_dir: str | None = None  # None = $STABLEFACE_WEIGHTS_DIR

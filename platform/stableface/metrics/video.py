@@ -1,0 +1,233 @@
+"""Score one video file: decode, track landmarks, bridge frames without a face, MSI and extras.
+
+The result always says what happened: ``ok`` with scores, ``no_score`` with the reason (too few
+frames, too few faces) or ``failed`` with the input error (unreadable file, no video stream).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stableface.errors import InputError
+from stableface.face.ibug import N_IBUG
+from stableface.face.landmarks import LandmarkBackend, bridge_gaps, make_backend
+from stableface.io.video import iter_frames, probe_video
+from stableface.metrics.config import MetricsConfig
+from stableface.metrics.msi import CROP_REFERENCE_FRAMES, CropBox, crop_box, motion_stability
+from stableface.metrics.slice import sample_column, slice_roughness
+
+logger = logging.getLogger(__name__)
+
+STATUS_OK = "ok"
+STATUS_NO_SCORE = "no_score"
+STATUS_FAILED = "failed"
+SLICE_BUFFER_FRAMES = 250  # frames held back while the slice column is not yet known
+
+
+@dataclass
+class VideoScore:
+    """Everything an audit row says about one video."""
+
+    source: str
+    status: str
+    reason: str = ""
+    n_frames: int = 0
+    n_face_frames: int = 0
+    bridging: str = "none"
+    fps: float | None = None
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    msi_lip: float | None = None
+    msi_jaw: float | None = None
+    msi_per_landmark: list[float] | None = None
+    slice_roughness: float | None = None
+    cpbd: float | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    slice_image: np.ndarray | None = None  # (slice_height, T, 3) uint8, kept out of tables
+    ibug68: np.ndarray | None = None  # (T, 68, 2) bridged landmarks, kept out of tables
+
+    @property
+    def n_missing(self) -> int:
+        return self.n_frames - self.n_face_frames
+
+    def to_row(self) -> dict[str, Any]:
+        """A flat, table-ready dict (no arrays except the per-landmark list)."""
+        row = {
+            "status": self.status,
+            "reason": self.reason,
+            "n_frames": self.n_frames,
+            "n_face_frames": self.n_face_frames,
+            "n_missing_face": self.n_missing,
+            "bridging": self.bridging,
+            "fps": self.fps,
+            "duration_s": self.duration_s,
+            "width": self.width,
+            "height": self.height,
+            "msi_lip": self.msi_lip,
+            "msi_jaw": self.msi_jaw,
+            "msi_per_landmark": self.msi_per_landmark,
+            "slice_roughness": self.slice_roughness,
+            "cpbd": self.cpbd,
+        }
+        row.update(self.extras)
+        return row
+
+
+def describe_bridging(present: np.ndarray) -> str:
+    """How frames without a face were filled: interior gaps by interpolation, ends by the nearest face."""
+    missing = ~present
+    if not missing.any():
+        return "none"
+    found = np.flatnonzero(present)
+    if found.size == 0:
+        return "not bridged (no face in any frame)"
+    leading = int(found[0])
+    trailing = int(present.shape[0] - 1 - found[-1])
+    interior = int(missing.sum()) - leading - trailing
+    parts = []
+    if interior:
+        parts.append(f"{interior} interpolated linearly")
+    if leading or trailing:
+        parts.append(f"{leading + trailing} held from the nearest face frame")
+    return "; ".join(parts)
+
+
+class _SliceCollector:
+    """Collects the mouth column of every frame; frames wait until the first faces fix the column."""
+
+    def __init__(self, height: int):
+        self.height = height
+        self.box: CropBox | None = None
+        self.column_x = 0.0
+        self.pending: list[np.ndarray] = []
+        self.face_points: list[np.ndarray] = []
+        self.columns: list[np.ndarray] = []
+
+    def add(self, frame: np.ndarray, ibug68: np.ndarray | None) -> None:
+        if self.box is None:
+            self.pending.append(frame)
+            if ibug68 is not None:
+                self.face_points.append(ibug68)
+            if len(self.face_points) >= CROP_REFERENCE_FRAMES or len(self.pending) >= SLICE_BUFFER_FRAMES:
+                self._fix_box(frame.shape)
+            return
+        self.columns.append(self._column(frame))
+
+    def _fix_box(self, frame_shape: tuple[int, ...]) -> None:
+        if self.face_points:
+            box = crop_box(np.stack(self.face_points))
+            self.column_x = box.left + box.size / 2
+        else:  # no face yet: the centre column over the full height
+            height, width = frame_shape[:2]
+            box = CropBox(left=(width - height) / 2, top=0.0, size=float(height))
+            self.column_x = width / 2
+        self.box = box
+        self.columns.extend(self._column(frame) for frame in self.pending)
+        self.pending = []
+
+    def _column(self, frame: np.ndarray) -> np.ndarray:
+        assert self.box is not None
+        return sample_column(frame, self.column_x, self.box.top, self.box.size, self.height)
+
+    def image(self) -> np.ndarray | None:
+        if self.box is None and self.pending:
+            self._fix_box(self.pending[0].shape)
+        if not self.columns:
+            return None
+        return np.stack(self.columns, axis=1)  # (height, T, 3)
+
+
+def score_video(
+    path: str | Path,
+    config: MetricsConfig | None = None,
+    backend: LandmarkBackend | None = None,
+    keep_landmarks: bool = False,
+) -> VideoScore:
+    """Score a local video file. Input problems become ``failed``/``no_score`` results, not exceptions."""
+    config = config or MetricsConfig()
+    source = str(path)
+    own_backend = backend is None
+    try:
+        info = probe_video(path)
+    except InputError as error:
+        return VideoScore(source=source, status=STATUS_FAILED, reason=str(error))
+    score = VideoScore(
+        source=source,
+        status=STATUS_OK,
+        fps=info.fps_float,
+        duration_s=info.duration_s,
+        width=info.width,
+        height=info.height,
+    )
+    backend = backend or make_backend(config.backend)
+    slicer = _SliceCollector(config.slice_height) if config.slice_image else None
+    rows: list[np.ndarray | None] = []
+    cpbd_values: list[float] = []
+    try:
+        backend.reset()
+        for index, frame in enumerate(iter_frames(path, max_frames=config.max_frames)):
+            found = backend.detect(frame)
+            points = None if found is None else found.ibug68  # (68, 2)
+            rows.append(points)
+            if slicer is not None:
+                slicer.add(frame, points)
+            if config.cpbd and index % max(config.cpbd_every, 1) == 0:
+                from stableface.metrics.cpbd import cpbd
+
+                cpbd_values.append(cpbd(frame))
+    except InputError as error:
+        score.status, score.reason = STATUS_FAILED, str(error)
+        score.n_frames = len(rows)
+        return score
+    finally:
+        backend.reset()
+        if own_backend:
+            backend.close()
+
+    present = np.array([row is not None for row in rows], dtype=bool)  # (T,)
+    score.n_frames = int(present.size)
+    score.n_face_frames = int(present.sum())
+    score.bridging = describe_bridging(present)
+    if cpbd_values:
+        score.cpbd = float(np.mean(cpbd_values))
+    if slicer is not None:
+        score.slice_image = slicer.image()
+        if score.slice_image is not None and score.slice_image.shape[1] >= 3:
+            score.slice_roughness = slice_roughness(score.slice_image)
+
+    face_fraction = score.n_face_frames / max(score.n_frames, 1)
+    if score.n_frames < config.min_frames:
+        score.status = STATUS_NO_SCORE
+        score.reason = f"{source}: only {score.n_frames} frames (MSI needs at least {config.min_frames})"
+        return score
+    if face_fraction < config.min_face_fraction:
+        score.status = STATUS_NO_SCORE
+        score.reason = (
+            f"{source}: a face was found in {score.n_face_frames} of {score.n_frames} frames "
+            f"({face_fraction:.0%}); MSI needs at least {config.min_face_fraction:.0%}"
+        )
+        return score
+
+    filled = np.stack([row if row is not None else np.zeros((N_IBUG, 2), np.float32) for row in rows])
+    track = bridge_gaps(filled, present)  # (T, 68, 2)
+    result = motion_stability(track)
+    score.msi_lip, score.msi_jaw = result.lip, result.jaw
+    score.msi_per_landmark = [float(v) for v in result.per_landmark]
+    if keep_landmarks:
+        score.ibug68 = track.astype(np.float32)
+    return score
+
+
+def is_flagged(score: VideoScore | dict[str, Any], config: MetricsConfig) -> bool:
+    """True when a scored video's lip or jaw MSI falls below the configured thresholds."""
+    row = score.to_row() if isinstance(score, VideoScore) else score
+    lip, jaw = row.get("msi_lip"), row.get("msi_jaw")
+    if row.get("status") != STATUS_OK or lip is None or jaw is None:
+        return False
+    return bool(lip < config.flag_lip_below or jaw < config.flag_jaw_below)

@@ -1,0 +1,140 @@
+"""The audit job on local Ray: good and bad videos, local and S3 storage, a two-catalog comparison."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stableface.config import compose
+from stableface.io.storage import Storage, StorageConfig
+from stableface.io.video import VideoWriter, read_frames
+from stableface.ray_jobs.audit import run
+
+pytestmark = pytest.mark.integration
+
+
+def write_video(path, frames):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
+    with VideoWriter(path, fps=25, width=width, height=height) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
+@pytest.fixture(scope="module")
+def catalogs(grid_clips, tmp_path_factory):
+    """sources/: two GRID clips, a garbage file and a faceless video; dubs/: the same ids, one shaken."""
+    root = tmp_path_factory.mktemp("audit")
+    sources = root / "sources" / "s1"
+    sources.mkdir(parents=True)
+    shutil.copy(grid_clips[0], sources / "clip_a.mpg")
+    shutil.copy(grid_clips[1], sources / "clip_b.mpg")
+    (sources / "broken.mp4").write_bytes(b"\x00not a video" * 64)
+    ys, xs = np.mgrid[0:96, 0:128]
+    write_video(
+        sources / "scenery.mp4",
+        [np.dstack([(xs + t) % 256, ys, xs * 0 + 60]).astype(np.uint8) for t in range(15)],
+    )
+    rng = np.random.default_rng(0)
+    frames = read_frames(grid_clips[0])
+    shaken = [np.roll(f, tuple(rng.integers(-2, 3, size=2)), axis=(0, 1)) for f in frames]
+    write_video(root / "dubs" / "s1" / "clip_a.mp4", shaken)
+    write_video(root / "dubs" / "s1" / "clip_b.mp4", list(read_frames(grid_clips[1])))
+    return root
+
+
+def audit_config(catalog, output_uri, *extra):
+    return compose("audit", [f"catalog={catalog}", f"output_uri={output_uri}", "concurrency=2", *extra])
+
+
+def test_audit_config_composes_with_overrides():
+    cfg = compose("audit", ["catalog=/videos", "metrics.flag_lip_below=0.2", "compare_with=/dubs"])
+    assert (cfg.catalog, cfg.metrics.flag_lip_below, cfg.compare_with) == ("/videos", 0.2, "/dubs")
+    assert cfg.metrics.backend == "mediapipe" and cfg.output_uri == "outputs/audit"
+
+
+def test_local_audit_scores_good_videos_and_explains_bad_ones(ray_local, catalogs, tmp_path):
+    out = tmp_path / "out"
+    summary = run(
+        audit_config(catalogs / "sources", out, f"compare_with={catalogs / 'dubs'}", "compare_label=dubs")
+    )
+    assert (summary["videos"], summary["ok"], summary["no_score"], summary["failed"]) == (4, 2, 1, 1)
+    assert summary["compare_videos"] == 2
+
+    table = pd.read_parquet(out / "audit.parquet").set_index("video_id")
+    assert set(table.index) == {"clip_a", "clip_b", "broken", "scenery"}
+    assert (
+        table.loc["broken", "status"] == "failed"
+        and "not a readable media file" in table.loc["broken", "reason"]
+    )
+    assert table.loc["scenery", "status"] == "no_score"
+    assert "a face was found in 0 of 15 frames" in table.loc["scenery", "reason"]
+    for clip in ("clip_a", "clip_b"):
+        row = table.loc[clip]
+        assert row["status"] == "ok" and row["n_frames"] == 75 and row["n_missing_face"] == 0
+        assert 0.3 < row["msi_lip"] < 1.05 and 0.4 < row["msi_jaw"] < 1.8
+        assert len(row["msi_per_landmark"]) == 68 and row["node_id"]
+        assert (out / "slices" / "catalog" / "s1" / f"{clip}.png").stat().st_size > 1000
+    csv = pd.read_csv(out / "audit.csv").set_index("video_id")
+    assert csv.loc["clip_a", "msi_lip"] == pytest.approx(table.loc["clip_a", "msi_lip"])
+
+    dubs = pd.read_parquet(out / "compare.parquet").set_index("video_id")
+    assert dubs.loc["clip_a", "msi_lip"] < 0.1 * table.loc["clip_a", "msi_lip"]  # the shaken copy
+
+    report = (out / "report.html").read_text()
+    assert (
+        "broken" in report
+        and "not a readable media file" in report
+        and "a face was found in 0 of 15" in report
+    )
+    assert "Comparison: catalog vs dubs" in report and "Flagged videos (0)" in report
+    assert len(re.findall(r"data:image/png;base64,", report)) >= 8  # 2 histograms, slices, comparison plots
+
+
+def test_s3_audit_reads_and_writes_through_the_bucket(ray_local, catalogs, s3_bucket, s3_storage_config):
+    storage = Storage(s3_storage_config)
+    for name in ("clip_a.mpg", "broken.mp4"):
+        storage.upload_file(catalogs / "sources" / "s1" / name, f"{s3_bucket}/videos/s1/{name}")
+    overrides = [
+        f"storage.endpoint_url={s3_storage_config.endpoint_url}",
+        "storage.region=us-east-1",
+        "save_slices=false",
+        "metrics.extras=[sync]",  # SyncNet weights are absent: each row says so instead of a score
+        "metrics.weights_dir=/nonexistent/weights",
+    ]
+    summary = run(audit_config(f"{s3_bucket}/videos", f"{s3_bucket}/audit", *overrides))
+    assert (summary["ok"], summary["failed"]) == (1, 1)
+    reader = Storage(StorageConfig(endpoint_url=s3_storage_config.endpoint_url, region="us-east-1"))
+    table = pd.read_parquet(io.BytesIO(reader.read_bytes(f"{s3_bucket}/audit/audit.parquet"))).set_index(
+        "video_id"
+    )
+    # Reasons name the object URI, not the temporary download that was scored.
+    assert table.loc["broken", "reason"].startswith(f"{s3_bucket}/videos/s1/broken.mp4: ")
+    assert table.loc["clip_a", "video_uri"] == f"{s3_bucket}/videos/s1/clip_a.mpg"
+    assert table.loc["clip_a", "status"] == "ok"
+    assert table.loc["clip_a", "sync_status"] == (
+        "unavailable: weights not found at /nonexistent/weights/syncnet_v2.model"
+    )
+    report = reader.read_text(f"{s3_bucket}/audit/report.html")
+    assert "broken" in report and "not a readable media file" in report
+    assert "Failed and unscored videos (1)" in report
+    assert reader.exists(f"{s3_bucket}/audit/audit.csv") and reader.exists(f"{s3_bucket}/audit/summary.json")
+
+
+@pytest.mark.heavy
+def test_full_data_audit(ray_local, shared_data, tmp_path):
+    """Every clip in the shared data (GRID s1, other GRID speakers, VoxCeleb2)."""
+    out = tmp_path / "full"
+    summary = run(audit_config(shared_data, out, "concurrency=2", "title=Full shared-data audit"))
+    table = pd.read_parquet(out / "audit.parquet")
+    assert len(table) == summary["videos"] >= 90 + 11 + 13
+    grid = table[table["speaker"] == "s1"]
+    assert (grid["status"] == "ok").all()
+    assert 0.3 <= grid["msi_lip"].median() <= 0.8 and 0.5 <= grid["msi_jaw"].median() <= 1.5
+    assert (out / "report.html").stat().st_size > 10_000
