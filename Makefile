@@ -48,3 +48,16 @@ lock: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build outputs
+
+# A local multi-node Ray cluster (head + CLUSTER_WORKERS worker raylets) for trying cluster runs.
+CLUSTER_WORKERS ?= 1
+.PHONY: cluster-up cluster-down cluster-status
+
+cluster-up: setup
+	$(BIN)/python cluster/local_cluster.py start --workers $(CLUSTER_WORKERS)
+
+cluster-down:
+	$(BIN)/python cluster/local_cluster.py stop
+
+cluster-status:
+	$(BIN)/python cluster/local_cluster.py status

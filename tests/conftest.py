@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -13,6 +16,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+GRID_DATASET_CLIPS = 8  # grid/s1 clips in the shared preprocessed test dataset
+GRID_DATASET_CROP = 128  # its crop size (the tiny and cpu model presets train at or below it)
 S3_TEST_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "stableface-test",
     "AWS_SECRET_ACCESS_KEY": "stableface-test-secret",
@@ -160,3 +165,120 @@ def bad_videos(tmp_path_factory, grid_clips) -> dict[str, Path]:
         "no_face": scenery,
         "missing": folder / "does_not_exist.mp4",
     }
+
+
+# ----------------------------------------------------------------------------- Ray
+LOCAL_CLUSTER_SCRIPT = REPO_ROOT / "cluster" / "local_cluster.py"
+LOCAL_RAY_OPTIONS = {
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "namespace": "stableface-tests",
+    "log_to_driver": False,
+}
+# True while the session's ray_local fixture is alive: a cluster fixture that had to shut that Ray
+# down to connect elsewhere starts it again on teardown, so later ray_local users find it up.
+_local_ray_wanted = {"active": False}
+
+
+def start_local_ray():
+    """(Re)start the embedded local Ray that ``ray_local`` promises."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(**LOCAL_RAY_OPTIONS)
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """The embedded local Ray (2 CPUs), started once; jobs' ``ensure_ray`` reuses it."""
+    ray = start_local_ray()
+    _local_ray_wanted["active"] = True
+    yield ray
+    _local_ray_wanted["active"] = False
+    ray.shutdown()
+
+
+def load_local_cluster():
+    """``cluster/local_cluster.py`` as a module (it is a script, not part of the package)."""
+    name = "stableface_local_cluster"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, LOCAL_CLUSTER_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    # Registered before executing: dataclasses resolve their module through sys.modules.
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster():
+    """A head and one worker raylet on this machine (``cluster/local_cluster.py``), this process its driver.
+
+    Yields the ``ClusterInfo``: ``address``, ``dashboard_url`` (job server), ``node_ids``
+    ({"head": id, "worker-1": id}) and ``pin(name)`` (a ``resources=`` option that places a task
+    on that node). The nodes have separate temp dirs and inherit this process's environment
+    (the fake AWS credentials included). Token auth is off, so clients need no settings:
+    ``JobSubmissionClient(info.dashboard_url)`` or a ``ray job submit --address <dashboard_url>``
+    subprocess reach it as they are.
+    """
+    import ray
+
+    local_cluster = load_local_cluster()
+    if ray.is_initialized():
+        ray.shutdown()
+    # Short and fresh: Ray's unix sockets live under it (107-character limit).
+    state_dir = Path(tempfile.mkdtemp(prefix="sfc-", dir="/tmp"))
+    # Token auth off for this short-lived test cluster: a client process fixes its auth mode when
+    # it first imports ray, so this pytest process (token mode only if an earlier local ray.init
+    # switched it on) could not reliably authenticate. `start` from the CLI keeps tokens on.
+    info = local_cluster.start_cluster(workers=1, state_dir=state_dir, auth_mode="disabled")
+    saved_env = {key: os.environ.get(key) for key in info.client_env}
+    try:
+        os.environ.update(info.client_env)
+        ray.init(address=info.address, namespace="stableface-tests", log_to_driver=False)
+        yield info
+    finally:
+        ray.shutdown()
+        local_cluster.stop_cluster(info)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(state_dir, ignore_errors=True)
+        if _local_ray_wanted["active"]:
+            start_local_ray()
+
+
+@pytest.fixture(scope="session")
+def grid_dataset(ray_local, grid_clips, tmp_path_factory) -> str:
+    """A preprocessed dataset (the preprocess job on the local Ray) of the first grid/s1 clips.
+
+    Speaker ``s1``, ``GRID_DATASET_CLIPS`` videos of 75 frames, crops of ``GRID_DATASET_CROP`` px.
+    Session-scoped and read-only for tests: copy it before changing anything in it.
+    """
+    from stableface.config import compose
+    from stableface.ray_jobs.preprocess import run
+
+    folder = tmp_path_factory.mktemp("grid_dataset")
+    catalog = folder / "catalog.csv"
+    catalog.write_text(
+        "video_uri,speaker\n" + "".join(f"{clip},s1\n" for clip in grid_clips[:GRID_DATASET_CLIPS])
+    )
+    dataset = str(folder / "dataset")
+    summary = run(
+        compose(
+            "preprocess",
+            [
+                f"catalog={catalog}",
+                f"dataset_uri={dataset}",
+                f"face.crop_size={GRID_DATASET_CROP}",
+                "face.min_fit_frames=100",
+            ],
+        )
+    )
+    assert summary["videos_ok"] == GRID_DATASET_CLIPS, summary
+    return dataset

@@ -1,0 +1,127 @@
+"""The neural renderer: (eroded background, smoothed face shape[, audio]) -> frames.
+
+encoder    conv 7x7 s1, conv 4x4 s2, conv 4x4 s2, each instance norm + leaky ReLU
+           (256 px input -> 64x64x256 features)
+fusion     audio features modulate the image features            (switch: audio_fusion)
+res blocks 8 x (conv 3x3, IN, leaky ReLU, conv 3x3, IN) + skip
+dependency transformer over the T*p*p patches of a sequence        (switch: dependency)
+decoder    two transposed conv 4x4 s2 (IN + leaky ReLU), conv 7x7, tanh
+Every stage but the dependency module sees one frame at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from stableface.models.audio_encoder import AudioEncoder
+from stableface.models.checks import TensorShapeError, check_shape
+from stableface.models.config import AudioEncoderConfig, RendererConfig
+from stableface.models.dependency import DependencyModule
+from stableface.models.fusion import AudioFusion
+
+BACKGROUND_CHANNELS = 3
+OUTPUT_CHANNELS = 3
+STEM_KERNEL = 7  # the first encoder conv and the last decoder conv
+DOWN_KERNEL = 4  # stride-2 convs and transposed convs
+RES_KERNEL = 3
+
+
+def conv_norm_act(in_ch: int, out_ch: int, kernel: int, stride: int, slope: float) -> nn.Sequential:
+    padding = (kernel - stride + 1) // 2  # 3 for 7x7 s1, 1 for 4x4 s2: exact halving
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding),
+        nn.InstanceNorm2d(out_ch, affine=True),
+        nn.LeakyReLU(slope),
+    )
+
+
+def upconv_norm_act(in_ch: int, out_ch: int, slope: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(in_ch, out_ch, DOWN_KERNEL, stride=2, padding=1),  # exact doubling
+        nn.InstanceNorm2d(out_ch, affine=True),
+        nn.LeakyReLU(slope),
+    )
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, slope: float):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, RES_KERNEL, padding=RES_KERNEL // 2),
+            nn.InstanceNorm2d(channels, affine=True),
+            nn.LeakyReLU(slope),
+            nn.Conv2d(channels, channels, RES_KERNEL, padding=RES_KERNEL // 2),
+            nn.InstanceNorm2d(channels, affine=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)  # (N, C, h, w)
+
+
+class Renderer(nn.Module):
+    def __init__(self, config: RendererConfig, audio: AudioEncoderConfig):
+        super().__init__()
+        self.config = config
+        self.audio_config = audio
+        c1, c2, c3 = config.channels
+        slope = config.leaky_slope
+        in_channels = BACKGROUND_CHANNELS + config.shape_channels
+        self.encoder = nn.Sequential(
+            conv_norm_act(in_channels, c1, STEM_KERNEL, 1, slope),  # (N, c1, S, S)
+            conv_norm_act(c1, c2, DOWN_KERNEL, 2, slope),  # (N, c2, S/2, S/2)
+            conv_norm_act(c2, c3, DOWN_KERNEL, 2, slope),  # (N, c3, S/4, S/4)
+        )
+        self.audio_encoder: AudioEncoder | None = None
+        self.fusion: AudioFusion | None = None
+        if config.audio_fusion:
+            self.audio_encoder = AudioEncoder(audio)
+            self.fusion = AudioFusion(c3, audio.out_dim, config.fusion_hidden, slope)
+        self.res_blocks = nn.Sequential(*(ResidualBlock(c3, slope) for _ in range(config.n_res_blocks)))
+        self.dependency: DependencyModule | None = None
+        if config.dependency:
+            self.dependency = DependencyModule(
+                channels=c3,
+                feature_size=config.feature_size,
+                patch_grid=config.patch_grid,
+                d_model=config.d_model,
+                n_layers=config.n_layers,
+                n_heads=config.n_heads,
+                ff_mult=config.ff_mult,
+                dropout=config.dropout,
+                max_frames=config.sequence_length,
+            )
+        self.decoder = nn.Sequential(
+            upconv_norm_act(c3, c2, slope),  # (N, c2, S/2, S/2)
+            upconv_norm_act(c2, c1, slope),  # (N, c1, S, S)
+            nn.Conv2d(c1, OUTPUT_CHANNELS, STEM_KERNEL, padding=STEM_KERNEL // 2),  # (N, 3, S, S)
+            nn.Tanh(),
+        )
+
+    def forward(
+        self, background: torch.Tensor, shape: torch.Tensor, audio: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, T, 3, S, S) eroded background in [-1, 1], (B, T, 1, S, S) smoothed face shape in [0, 1],
+        (B, T, W, M) log-mel windows (used only with audio fusion) -> (B, T, 3, S, S) frames in [-1, 1]."""
+        size = self.config.image_size
+        check_shape("eroded background", background, ("B", "T", BACKGROUND_CHANNELS, size, size))
+        batch, frames = background.shape[:2]
+        check_shape("face shape", shape, (batch, frames, self.config.shape_channels, size, size))
+        x = torch.cat([background, shape], dim=2).flatten(0, 1)  # (B*T, 4, S, S)
+        x = self.encoder(x)  # (B*T, C, S/4, S/4)
+        if self.fusion is not None:
+            if audio is None:
+                raise TensorShapeError(
+                    "audio windows", "the renderer was built with audio fusion and needs audio"
+                )
+            if audio.shape[:2] != (batch, frames):
+                raise TensorShapeError(
+                    "audio windows", f"expected {batch} x {frames} frames, got {tuple(audio.shape)}"
+                )
+            audio_features = self.audio_encoder(audio).flatten(0, 1)  # (B*T, A)
+            x = self.fusion(x, audio_features)  # (B*T, C, S/4, S/4)
+        x = self.res_blocks(x)  # (B*T, C, S/4, S/4)
+        if self.dependency is not None:
+            x = self.dependency(x, frames)  # (B*T, C, S/4, S/4)
+        frames_out = self.decoder(x)  # (B*T, 3, S, S)
+        return frames_out.view(batch, frames, OUTPUT_CHANNELS, size, size)  # (B, T, 3, S, S)
