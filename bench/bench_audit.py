@@ -10,27 +10,21 @@ Three figures on the same GRID clips:
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
 
+from bench.common import grid_clips
 from stableface.face.landmarks import make_backend
 from stableface.io.video import iter_frames
 from stableface.metrics.config import MetricsConfig
 from stableface.metrics.video import score_video
 
 logger = logging.getLogger("bench.audit")
-SHARED_DATA = Path(
-    os.environ.get("STABLEFACE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
 
 
 def _clips(quick: bool) -> list[Path]:
-    clips = sorted((SHARED_DATA / "grid" / "s1").glob("*.mpg"))
-    if not clips:
-        raise FileNotFoundError(f"{SHARED_DATA / 'grid' / 's1'}: no GRID clips; set STABLEFACE_SHARED_DATA")
-    return clips[:4] if quick else clips[:30]
+    return grid_clips(4 if quick else 30)
 
 
 def _decode_rate(clips: list[Path]) -> tuple[int, float]:

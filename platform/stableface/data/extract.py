@@ -29,13 +29,14 @@ from stableface.io.video import VideoWriter, iter_frames, probe_video
 
 logger = logging.getLogger(__name__)
 
-CROP_CRF = 14  # near-lossless: the crops are the renderer's training targets
-CROP_PRESET = "veryfast"
-
 
 @dataclass
-class ExtractLimits:
-    max_frames: int | None = None  # per video; None = all frames
+class ExtractOptions:
+    """How much of a video to take and how to store its crops."""
+
+    max_frames: int | None = None  # None = the whole video
+    crop_crf: int = 16
+    crop_preset: str = "ultrafast"
 
 
 def extract_video(
@@ -45,19 +46,20 @@ def extract_video(
     audio_config,
     backend: LandmarkBackend,
     crops_path: Path,
-    max_frames: int | None = None,
+    options: ExtractOptions | None = None,
 ) -> tuple[VideoTrack, dict[str, Any]]:
     """Process one local video file; writes the crops mp4 to ``crops_path``; returns track + facts.
 
     Raises :class:`InputError` subclasses naming ``source_uri`` for unusable inputs.
     """
+    options = options or ExtractOptions()
     info = probe_video(local_path)
     if not info.has_audio:
         raise NoAudioStream(source_uri, "no audio stream (the audio features need the speech)")
     samples = read_audio(local_path, audio_config.sample_rate)  # (S,) float32 16 kHz mono
     check_not_silent(samples, source_uri)
 
-    track = track_landmarks(iter_frames(local_path, max_frames=max_frames), backend)
+    track = track_landmarks(iter_frames(local_path, max_frames=options.max_frames), backend)
     n_frames = track.n_frames
     if n_frames == 0:
         raise UnreadableMedia(source_uri, "no frames decoded")
@@ -71,8 +73,8 @@ def extract_video(
 
     affines = box.affines()  # (T, 2, 3)
     written = 0
-    with VideoWriter(crops_path, fps=info.fps, width=box.crop_size, height=box.crop_size, crf=CROP_CRF,
-                     preset=CROP_PRESET) as writer:  # fmt: skip
+    with VideoWriter(crops_path, fps=info.fps, width=box.crop_size, height=box.crop_size, crf=options.crop_crf,
+                     preset=options.crop_preset) as writer:  # fmt: skip
         for frame in iter_frames(local_path, max_frames=n_frames):
             writer.write(crop_image(frame, affines[written], box.crop_size))
             written += 1
@@ -123,8 +125,9 @@ def extract_video_row(
             storage.writable_local(layout.video_file(speaker, video_id, CROPS)) as crops,
         ):
             track, facts = extract_video(
-                local, uri, cfg.face, cfg.audio, backend, crops, max_frames=cfg.max_frames_per_video
-            )
+                local, uri, cfg.face, cfg.audio, backend, crops,
+                ExtractOptions(cfg.max_frames_per_video, cfg.crop_crf, cfg.crop_preset),
+            )  # fmt: skip
             track.save(storage, layout.video_file(speaker, video_id, TRACK))
         seconds = time.monotonic() - started
         row.update(facts, status=STATUS_OK, reason="", seconds=round(seconds, 2))

@@ -82,6 +82,10 @@ def _encode_stage(cfg: PreprocessJobConfig, face_model: tuple[str | None, str]):
     return encode
 
 
+def _spread() -> dict[str, str]:
+    return {"scheduling_strategy": "SPREAD"}
+
+
 def select_entries(cfg: PreprocessJobConfig, storage: Storage) -> list[dict[str, str]]:
     """The catalog rows this run covers: optional speaker filter and per-speaker video cap."""
     entries = list_video_catalog(cfg.catalog, storage, cfg.speaker_from)
@@ -117,6 +121,8 @@ def process_on_ray(
             batch_format="pandas",
             concurrency=actors,
             num_cpus=1,
+            # Spread the actors over the cluster's nodes instead of packing the first ones.
+            ray_remote_args_fn=_spread,
         )
         .materialize()
     )
