@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 demo: setup
-	$(BIN)/python -m stableface.demo data_root=$(STABLEFACE_SHARED_DATA)
+	$(BIN)/python -m stableface.demo
 
 test: setup
 	$(BIN)/python -m pytest -m "not heavy and not gpu" $(PYTEST_FLAGS)

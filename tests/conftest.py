@@ -282,3 +282,73 @@ def grid_dataset(ray_local, grid_clips, tmp_path_factory) -> str:
     )
     assert summary["videos_ok"] == GRID_DATASET_CLIPS, summary
     return dataset
+
+
+@pytest.fixture(scope="session")
+def tiny_speaker_model(grid_dataset, tmp_path_factory) -> str:
+    """A trained ``tiny``-preset speaker model of grid/s1 (32 px, T = 4); returns its local URI.
+
+    Both training stages of the ``tiny`` schedule on ``grid_dataset`` (6 clips; 2 held out), in this
+    process without Ray (``stableface.training.pipeline.train_local``), about 10-20 s on one core.
+    Real trained weights and the full speaker-model format (``SpeakerModel.load``), far from
+    usable quality. Session-scoped and read-only for tests.
+    """
+    from stableface.config import compose
+    from stableface.training.pipeline import train_local
+
+    output = tmp_path_factory.mktemp("tiny_speaker_model")
+    cfg = compose(
+        "train",
+        [f"dataset_uri={grid_dataset}", f"output_uri={output}", "speaker=s1", "model=tiny", "schedule=tiny",
+         "model_version=s1-tiny-test"],
+    )  # fmt: skip
+    train_local(cfg, device="cpu")
+    return str(output / "s1")
+
+
+# ----------------------------------------------------------------------------- dubbing (no Ray)
+UNTRAINED_MODEL_CLIPS = 4  # grid/s1 clips the untrained model's face model and identity come from
+
+
+@pytest.fixture(scope="session")
+def untrained_speaker_model(grid_clips, tmp_path_factory) -> str:
+    """A Ray-free speaker model for the inference unit tests; returns its local URI.
+
+    Freshly initialised ``tiny`` networks (seed 0, 32 px) with a real face model and identity: the
+    expression basis and speaker ``s1``'s mean shape fitted on MediaPipe tracks of the first grid/s1
+    clips at crop 128 (what the preprocessed ``grid_dataset`` uses). It renders noise in the mouth
+    region, which is all the geometry, timing, compositing and error tests need.
+    """
+    import numpy as np
+    import torch
+
+    from stableface.face.config import FaceConfig
+    from stableface.face.face_model import FaceModel
+    from stableface.face.landmarks import MediaPipeBackend, track_landmarks
+    from stableface.face.tracking import crop_points, stable_crop_box
+    from stableface.io.video import iter_frames
+    from stableface.models import build_models, compose_model_config
+    from stableface.speaker_model import SpeakerModel
+
+    face_config = FaceConfig(crop_size=GRID_DATASET_CROP, min_fit_frames=100)
+    base = FaceModel.from_assets(face_config)
+    backend = MediaPipeBackend()
+    normalised = []
+    for clip in grid_clips[:UNTRAINED_MODEL_CLIPS]:
+        track = track_landmarks(iter_frames(clip), backend)
+        box = stable_crop_box(track.mesh, track.present, face_config)
+        normalised.append(base.normalise(crop_points(track.mesh, box))[0])
+    backend.close()
+    speaker_shapes = np.concatenate(normalised)  # (T, 478, 3)
+    torch.manual_seed(0)
+    model = SpeakerModel(
+        speaker="s1",
+        networks=build_models(compose_model_config("tiny", "full")).eval(),
+        face_model=base.fit([speaker_shapes]),
+        identity=FaceModel.identity_of(speaker_shapes),
+        crop_size=GRID_DATASET_CROP,
+        metadata={"model_version": "s1-untrained-test"},
+    )
+    uri = str(tmp_path_factory.mktemp("untrained_speaker_model") / "s1")
+    model.save(uri)
+    return uri

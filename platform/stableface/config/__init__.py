@@ -6,6 +6,12 @@
 - :func:`to_dict` / :func:`from_dict` round-trip configs through checkpoints and manifests.
 """
 
-from stableface.config.store import JOB_CONFIGS, compose, from_dict, register_configs, to_dict, to_yaml
+# isort: off
+from stableface.config.store import compose, from_dict, register_configs, to_dict, to_yaml
+
+# Last: the job schemas import model and training modules, which import to_dict/from_dict from here.
+from stableface.config.jobs import JOB_CONFIGS
+
+# isort: on
 
 __all__ = ["JOB_CONFIGS", "compose", "from_dict", "register_configs", "to_dict", "to_yaml"]

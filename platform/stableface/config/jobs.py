@@ -6,8 +6,13 @@ from dataclasses import dataclass, field
 
 from stableface.audio.features import AudioFeatureConfig
 from stableface.face.config import FaceConfig
+from stableface.face.erosion import ErosionConfig
+from stableface.inference.config import DubConfig
 from stableface.io.storage import StorageConfig
+from stableface.losses.config import LossConfig
 from stableface.metrics.config import MetricsConfig
+from stableface.models.config import AblationConfig, ModelConfig
+from stableface.training.config import TrainConfig
 
 
 @dataclass
@@ -63,7 +68,155 @@ class AuditJobConfig:
     report_max_slices: int = 500  # slice images embedded in the report (flagged ones first)
 
 
+@dataclass
+class ScalingSettings:
+    """Ray Train workers: one DDP rank each (gloo on CPU, NCCL on GPU)."""
+
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0  # with use_gpu
+    accelerator_type: str | None = None  # e.g. "A100": only nodes with that GPU
+    # Ray placement group strategy of the workers: PACK fills a node first; SPREAD or
+    # STRICT_SPREAD (one worker per node) put the ranks on different nodes.
+    placement_strategy: str = "PACK"
+
+
+@dataclass
+class TrainJobConfig:
+    """``stableface train``: a preprocessed dataset -> speaker models (stage 1 shared, stage 2 each).
+
+    The model of speaker S goes to ``<output_uri>/<model_name or S>`` (dubbing finds it there as
+    ``<models_uri>/<speaker>``); run state, checkpoints and logs to ``<run_uri>``.
+    """
+
+    dataset_uri: str = "???"  # a dataset written by `stableface preprocess`
+    output_uri: str = "outputs/models"  # the models root
+    speaker: str | None = None  # stage-2 speaker; None = every finished speaker of the dataset
+    model_name: str | None = None  # the model directory's name (one speaker only); None = the speaker id
+    stage1_speakers: list[str] = field(default_factory=list)  # stage-1 speakers; empty = all of the dataset's
+    stage: str = "all"  # "1", "2" or "all"
+    run_uri: str | None = None  # checkpoints, metrics, samples; None = <output_uri>/_training
+    # Stage 2 alone: the stage-1 weights (a models checkpoint such as a run's audio2expression.pt,
+    # or a speaker model directory); None = this run's stage-1 result under run_uri.
+    audio2expression_uri: str | None = None
+    overwrite: bool = False  # start over instead of resuming runs found under run_uri
+    model_version: str | None = None  # None = "<speaker>-<UTC timestamp>"
+    model: ModelConfig = field(default_factory=ModelConfig)  # group `model`: tiny | cpu | paper
+    ablation: AblationConfig = field(
+        default_factory=AblationConfig
+    )  # group `ablation`: full | baseline | no_*
+    schedule: TrainConfig = field(default_factory=TrainConfig)  # group `schedule`: paper | cpu | demo | tiny
+    loss: LossConfig = field(
+        default_factory=LossConfig
+    )  # stage 2: 20 L_rec + 1 L_adv, VGG19 if weights given
+    erosion: ErosionConfig = field(default_factory=ErosionConfig)  # `enabled` comes from the ablation
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)
+    max_failures: int = 3  # worker failures a stage recovers from (from its last checkpoint)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+AUDIO_CONTENT_TYPES = [
+    "audio/wav",
+    "audio/x-wav",
+    "audio/wave",
+    "audio/vnd.wave",
+    "audio/mpeg",
+    "audio/mp3",
+    "audio/mp4",
+    "audio/x-m4a",
+    "audio/aac",
+    "audio/flac",
+    "audio/x-flac",
+    "audio/ogg",
+    "audio/webm",
+]
+
+
+@dataclass
+class ServeLimits:
+    """What one request to the serving endpoint may ask for; beyond these it gets a 4xx or 5xx."""
+
+    max_upload_bytes: int = 20 * 1024 * 1024  # the whole request body (413 beyond)
+    max_sync_seconds: float = 15.0  # audio longer than this goes through the job API (413 on /v1/dub)
+    max_async_seconds: float = 600.0  # the longest audio a job accepts (413 on /v1/jobs)
+    content_types: list[str] = field(default_factory=lambda: list(AUDIO_CONTENT_TYPES))  # 415 otherwise
+    request_timeout_s: float = 120.0  # a synchronous dub taking longer gets 504
+
+
+@dataclass
+class ServeConfig:
+    """``serve/``: the Ray Serve endpoint (``serve run serve/config.yaml``, ``stableface serve``).
+
+    Requests name only ids, never paths: speaker S's model is ``<models_uri>/S`` and its source
+    videos are ``<sources_uri>/S/<source_id>.<video ext>``.
+    """
+
+    models_uri: str = "outputs/models"  # speaker model directories, as `stableface train` writes them
+    sources_uri: str = "outputs/sources"  # preprocessed-able source videos, one folder per speaker
+    jobs_uri: str = "outputs/serve_jobs"  # asynchronous jobs: <jobs_uri>/<job_id>/{status.json, video.mp4}
+    cache_uri: str | None = None  # prepared sources (npz); None = a folder in the replica's temp dir
+    api_key: str | None = None  # bearer token for /v1/*; None = $<api_key_env>; neither = no auth
+    api_key_env: str = "STABLEFACE_API_KEY"
+    max_models_per_replica: int = 3  # speaker models each replica keeps (least recently used evicted)
+    max_sources_per_replica: int = 32  # prepared source tracks each compositor replica keeps in memory
+    job_num_cpus: float = 0.5  # CPUs reserved for the Ray task that runs one asynchronous job
+    host: str = "127.0.0.1"  # `stableface serve` only; serve/config.yaml has its own http_options
+    port: int = 8000
+    limits: ServeLimits = field(default_factory=ServeLimits)
+    dub: DubConfig = field(default_factory=DubConfig)  # the same knobs as the bulk dubbing job
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+@dataclass
+class DubJobConfig:
+    """``stableface dub``: a catalog of (job_id, speaker or model_uri, video_uri, audio_uri[, output_uri])
+    -> dubbed mp4s and a result manifest (see :mod:`stableface.ray_jobs.dub`)."""
+
+    catalog: str = "???"  # a CSV, JSONL or Parquet table; relative paths resolve against its folder
+    models_uri: str | None = None  # a row's speaker S dubs with the model at <models_uri>/S
+    output_uri: str = "outputs/dub"  # manifest.parquet/.csv, summary.json, items/, sources/, default videos/
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    dub: DubConfig = field(default_factory=DubConfig)  # inference, composite, provenance, encode
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # how each output's MSI is scored
+    score_outputs: bool = True  # lip/jaw MSI of every output in the manifest
+    cache_sources: bool = True  # keep prepared sources under <output_uri>/sources (one per video and model)
+    overwrite: bool = False  # dub again even where an output exists
+    concurrency: int | None = (
+        None  # dubbing actors; None = one per cpus_per_actor CPUs (or GPU) of the cluster
+    )
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0  # e.g. 1 on GPU workers (then inference.device=auto picks cuda)
+    models_per_actor: int = 2  # speaker models each actor keeps loaded (least recently used dropped)
+    max_restarts: int = -1  # a dead actor is restarted (-1: always) ...
+    # ... and the row it was dubbing retried this many times; a row that keeps killing its actor
+    # then becomes a failed row instead of stalling the job (-1: retry forever)
+    max_task_retries: int = 3
+
+
+@dataclass
+class DemoConfig:
+    """``stableface demo`` / ``make demo``."""
+
+    data_root: str = "examples/data"  # holds grid_s1/*.mpg and speech/*.wav (see its ATTRIBUTION.md)
+    output_root: str = "outputs/demo"
+    unseen_clips: int = 3  # the last clips are kept out of training and become dubbing sources
+    crop_size: int = 128  # dataset crops; the cpu preset renders at 128 px
+    model: str = "cpu"  # model preset
+    schedule: str = "demo"  # training schedule preset
+    train_workers: int = 1  # Ray Train DDP workers
+    train_overrides: list[str] = field(default_factory=list)  # extra `stableface train` overrides
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
 JOB_CONFIGS: dict[str, type] = {
     "preprocess": PreprocessJobConfig,
     "audit": AuditJobConfig,
+    "train": TrainJobConfig,
+    "serve": ServeConfig,
+    "dub": DubJobConfig,
+    "demo": DemoConfig,
 }

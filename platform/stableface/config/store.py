@@ -8,8 +8,6 @@ from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
 
-from stableface.config.jobs import JOB_CONFIGS
-
 T = TypeVar("T")
 CONF_MODULE = "stableface.conf"
 HYDRA_VERSION_BASE = "1.3"
@@ -18,6 +16,9 @@ HYDRA_VERSION_BASE = "1.3"
 def register_configs() -> None:
     """Store every job schema as ``<job>_schema`` so the YAML files can extend it."""
     from hydra.core.config_store import ConfigStore
+
+    # Imported here: job schemas import model and training modules that use to_dict/from_dict.
+    from stableface.config.jobs import JOB_CONFIGS
 
     store = ConfigStore.instance()
     for job_name, schema in JOB_CONFIGS.items():
@@ -29,6 +30,8 @@ def compose(job_name: str, overrides: Sequence[str] = ()) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+
+    from stableface.config.jobs import JOB_CONFIGS
 
     if job_name not in JOB_CONFIGS:
         raise KeyError(f"unknown job config '{job_name}'; known: {sorted(JOB_CONFIGS)}")

@@ -81,6 +81,7 @@ def window_index(lengths: list[int], length: int, stride: int) -> list[tuple[int
 
 @dataclass
 class ExpressionVideo:
+    key: str  # "<speaker>/<video_id>"
     audio: np.ndarray  # (T, W, M) float16
     mouth: np.ndarray  # (T, n_mouth) float32
 
@@ -101,7 +102,8 @@ class ExpressionSequences(Dataset):
         for speaker, video_id in videos:
             track = VideoTrack.load(storage, layout.video_file(speaker, video_id, TRACK))
             face = VideoFace.load(storage, layout.video_file(speaker, video_id, FACE))
-            self.videos.append(ExpressionVideo(track.audio, face.expression[:, :n_mouth].astype(np.float32)))
+            mouth = face.expression[:, :n_mouth].astype(np.float32)
+            self.videos.append(ExpressionVideo(f"{speaker}/{video_id}", track.audio, mouth))
         self.length = length
         self.index = window_index([len(v.mouth) for v in self.videos], length, stride)
         if not self.index:
@@ -109,6 +111,11 @@ class ExpressionSequences(Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def item_id(self, item: int) -> str:
+        """``<speaker>/<video_id>@<start frame>``: which window an index is."""
+        video, start = self.index[item]
+        return f"{self.videos[video].key}@{start}"
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         video, start = self.index[item]
@@ -203,6 +210,11 @@ class RenderSequences(Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def item_id(self, item: int) -> str:
+        """``<video_id>@<start frame>``: which window an index is."""
+        video_index, start = self.index[item]
+        return f"{self.videos[video_index].video_id}@{start}"
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         video_index, start = self.index[item]

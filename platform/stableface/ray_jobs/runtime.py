@@ -9,6 +9,11 @@ from stableface.config.jobs import RayConfig
 
 logger = logging.getLogger(__name__)
 
+# Ray Data fails a whole dataset at the first actor that dies before initialising. Ray 2.60's
+# actor pool also kills its own still-pending actors once every input is dispatched, and counts
+# those as such deaths (seen in CI on a 2-node cluster); a small budget replaces them instead.
+ACTOR_INIT_DEATH_BUDGET = 4
+
 
 def ensure_ray(config: RayConfig) -> None:
     """Start or join Ray once per process.
@@ -18,9 +23,16 @@ def ensure_ray(config: RayConfig) -> None:
     with neither a local Ray is started with ``num_cpus``/``num_gpus``.
     """
     import ray
+    from ray.data import DataContext
 
-    if ray.is_initialized():
-        return
+    if not ray.is_initialized():
+        _init(config)
+    DataContext.get_current().max_consecutive_actor_init_deaths = ACTOR_INIT_DEATH_BUDGET
+
+
+def _init(config: RayConfig) -> None:
+    import ray
+
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
         logger.info("joining Ray cluster at %s", address)

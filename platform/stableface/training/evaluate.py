@@ -1,0 +1,233 @@
+"""Held-out metrics of a trained speaker: self-reenactment of clips neither stage trained on.
+
+Two ways to drive each held-out clip:
+
+- ``audio``: the whole pipeline - audio2expression predicts the mouth from the clip's speech, the
+  clip's own upper-face expression and pose are kept (what dubbing does);
+- ``reconstruction``: the clip's tracked expression drives the renderer (the renderer's quality
+  alone, the upper bound of the audio-driven result).
+
+Metrics against the real crops at the model's image size: L1 (mean absolute error, 0..1 scale),
+SSIM (:func:`stableface.metrics.ssim.video_ssim`), NLMD (lip landmark distance /256 in the MSI
+crop, :func:`stableface.metrics.nlmd.nlmd`) with MediaPipe run on generated and real frames
+alike, and ``open_corr``: the correlation over time of the mouth opening (inner lip gap) with the
+real one - whether the mouth opens and closes with the speech. ``mesh_nlmd`` and
+``mesh_open_corr`` compare the face-model meshes of the predicted and the tracked expression:
+audio2expression's error before any rendering.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from stableface.data.sequences import PIXEL_SCALE, RenderVideo, to_unit_range
+from stableface.face.erosion import blank_masked
+from stableface.face.face_model import FaceModel, Pose, apply_pose
+from stableface.face.ibug import mediapipe_to_ibug68
+from stableface.face.landmarks import LandmarkBackend, track_landmarks
+from stableface.face.raster import mouth_masks, render_shapes
+from stableface.metrics.nlmd import nlmd
+from stableface.metrics.slice import vertical_slice
+from stableface.metrics.ssim import video_ssim
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_SIZE = 256  # the pixel figures below are for a 256-px crop and scale with the image size
+# Evaluation blanks the union of the clip's and the driving expression's mouth masks, dilated by
+# about the mean dilation training's augmented erosion draws ([-3, 10] px, mean 3.5).
+MASK_DILATE_PX = 4
+STRIP_FRAMES = 12  # frames shown in the evaluation strip image
+MODES = ("audio", "reconstruction")
+INNER_LIP_MIDDLES = (62, 66)  # iBUG-68: middle of the inner upper lip, middle of the inner lower lip
+
+
+@dataclass
+class EvalNetworks:
+    """The inference networks, plain (not DDP), on one device."""
+
+    audio2expression: nn.Module
+    smoothing: nn.Module
+    renderer: nn.Module
+    device: torch.device
+
+
+@torch.no_grad()
+def predict_mouth(audio2expression: nn.Module, audio: np.ndarray, device: torch.device) -> np.ndarray:
+    """(T, W, M) audio windows -> (T, n_mouth) float32 mouth coefficients."""
+    audio2expression.eval()
+    windows = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None].to(device)  # (1, T, W, M)
+    return audio2expression(windows)[0].float().cpu().numpy()
+
+
+def posed_meshes(
+    face_model: FaceModel, identity: np.ndarray, expression: np.ndarray, pose: Pose
+) -> np.ndarray:
+    """(T, E) expression -> (T, 478, 3) meshes in the pose's pixels."""
+    return apply_pose(face_model.decode(identity, expression), pose)
+
+
+def eval_masks(meshes: list[np.ndarray], face_model: FaceModel, size: int) -> np.ndarray:
+    """(T, S, S) bool: the union of the mouth masks of several (T, 478, 3) meshes, dilated."""
+    union = np.zeros((len(meshes[0]), size, size), bool)
+    for mesh in meshes:
+        union |= mouth_masks(mesh, face_model.mouth_vertices, size)
+    radius = max(1, round(MASK_DILATE_PX * size / REFERENCE_SIZE))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+    return np.stack([cv2.dilate(mask.astype(np.uint8), kernel).astype(bool) for mask in union])
+
+
+def window_starts(n_frames: int, window: int) -> list[int]:
+    """Starts of renderer windows covering ``n_frames``; the last one is aligned to the end."""
+    if n_frames <= window:
+        return [0]
+    starts = list(range(0, n_frames - window + 1, window))
+    if starts[-1] + window < n_frames:
+        starts.append(n_frames - window)
+    return starts
+
+
+@torch.no_grad()
+def render_frames(
+    networks: EvalNetworks,
+    background: np.ndarray,
+    shapes: np.ndarray,
+    expression: np.ndarray,
+    audio: np.ndarray,
+    window: int,
+) -> np.ndarray:
+    """(T, S, S, 3) uint8 eroded background, (T, S, S) float shapes, (T, E) expression, (T, W, M)
+    audio -> (T, S, S, 3) uint8 frames. Smoothing sees the whole clip; the renderer windows of T."""
+    device = networks.device
+    networks.smoothing.eval()
+    networks.renderer.eval()
+    n_frames = len(background)
+    shape_t = torch.from_numpy(shapes.astype(np.float32))[None, :, None].to(device)  # (1, T, 1, S, S)
+    expression_t = torch.from_numpy(expression.astype(np.float32))[None].to(device)  # (1, T, E)
+    smoothed, _ = networks.smoothing(shape_t, expression_t)  # (1, T, 1, S, S)
+    background_t = to_unit_range(background).to(device)  # (T, 3, S, S)
+    audio_t = torch.from_numpy(np.asarray(audio, dtype=np.float32)).to(device)  # (T, W, M)
+    length = min(window, n_frames)
+    starts = window_starts(n_frames, length)
+    spans = [slice(start, start + length) for start in starts]
+    frames = networks.renderer(
+        torch.stack([background_t[span] for span in spans]),  # (N, L, 3, S, S)
+        torch.stack([smoothed[0, span] for span in spans]),  # (N, L, 1, S, S)
+        torch.stack([audio_t[span] for span in spans]),  # (N, L, W, M)
+    )  # (N, L, 3, S, S)
+    out = torch.empty(n_frames, *frames.shape[2:], device=device)  # (T, 3, S, S)
+    for span, window_frames in zip(spans, frames, strict=True):
+        out[span] = window_frames  # overlapping windows: the later one wins
+    pixels = ((out.float().clamp(-1, 1) + 1) * PIXEL_SCALE).round().to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def lip_landmarks(frames: np.ndarray, backend: LandmarkBackend) -> tuple[np.ndarray, float]:
+    """(T, 68, 2) iBUG landmarks of frames (gaps bridged) and the fraction with a detected face."""
+    track = track_landmarks(iter(frames), backend)
+    return track.ibug68, float(track.present.mean())
+
+
+def mouth_opening(ibug68: np.ndarray) -> np.ndarray:
+    """(T,) distance between the middles of the inner upper and lower lip (iBUG 62 and 66)."""
+    upper, lower = INNER_LIP_MIDDLES
+    return np.linalg.norm(ibug68[:, upper] - ibug68[:, lower], axis=-1)
+
+
+def opening_correlation(driven: np.ndarray, real: np.ndarray) -> float:
+    """Pearson correlation over time of two (T, 68, 2) tracks' mouth openings: does the mouth open
+    and close when the real one does (1), regardless of how wide (NaN if either never moves)."""
+    a, b = mouth_opening(driven), mouth_opening(real)
+    if a.std() < 1e-9 or b.std() < 1e-9:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def frame_metrics(generated: np.ndarray, real: np.ndarray) -> dict[str, float]:
+    """L1 (0..1 scale) and SSIM of two (T, S, S, 3) uint8 videos."""
+    l1 = float(np.abs(generated.astype(np.float32) - real.astype(np.float32)).mean() / 255.0)
+    return {"l1": l1, "ssim": video_ssim(generated, real)}
+
+
+def evaluate_video(
+    networks: EvalNetworks,
+    video: RenderVideo,
+    face_model: FaceModel,
+    identity: np.ndarray,
+    window: int,
+    backend: LandmarkBackend,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Metrics of one held-out clip in both modes, and its frames per mode (plus ``real``)."""
+    size = video.frames.shape[1]
+    source = video.expression  # (T, E)
+    mouth = predict_mouth(networks.audio2expression, video.audio, networks.device)  # (T, n_mouth)
+    driven = source.copy()
+    driven[:, face_model.mouth_slice] = mouth
+    real_mesh = posed_meshes(face_model, identity, source, video.pose)  # (T, 478, 3)
+    driven_mesh = posed_meshes(face_model, identity, driven, video.pose)
+    real_lips, real_found = lip_landmarks(video.frames, backend)
+    row: dict[str, Any] = {
+        "video_id": video.video_id,
+        "frames": len(video.frames),
+        "real_face_fraction": real_found,
+        "mesh_nlmd": nlmd(mediapipe_to_ibug68(driven_mesh), mediapipe_to_ibug68(real_mesh)),
+        "mesh_open_corr": opening_correlation(
+            mediapipe_to_ibug68(driven_mesh), mediapipe_to_ibug68(real_mesh)
+        ),
+    }
+    outputs = {"real": video.frames}
+    for mode, expression, mesh in (("audio", driven, driven_mesh), ("reconstruction", source, real_mesh)):
+        masks = eval_masks([real_mesh, mesh], face_model, size)
+        background = blank_masked(video.frames, masks)
+        shapes = render_shapes(mesh, face_model.triangles, size)  # (T, S, S) float32
+        generated = render_frames(networks, background, shapes, expression, video.audio, window)
+        lips, found = lip_landmarks(generated, backend)
+        row.update({f"{mode}_{k}": v for k, v in frame_metrics(generated, video.frames).items()})
+        row[f"{mode}_nlmd"] = nlmd(lips, real_lips) if found > 0 else float("nan")
+        row[f"{mode}_open_corr"] = opening_correlation(lips, real_lips) if found > 0 else float("nan")
+        row[f"{mode}_face_fraction"] = found
+        outputs[mode] = generated
+    outputs["mouth_x"] = np.array(real_mesh[:, face_model.mouth_vertices, 0].mean())
+    outputs["mouth_y"] = np.array(real_mesh[:, face_model.mouth_vertices, 1].mean())
+    return row, outputs
+
+
+def strip_image(outputs: dict[str, np.ndarray], n_frames: int = STRIP_FRAMES) -> np.ndarray:
+    """Rows audio-driven | reconstruction | real, ``n_frames`` evenly spaced frames across."""
+    total = len(outputs["real"])
+    picks = np.linspace(0, total - 1, min(n_frames, total)).round().astype(int)
+    rows = [
+        np.concatenate(list(outputs[name][picks]), axis=1) for name in ("audio", "reconstruction", "real")
+    ]
+    return np.concatenate(rows, axis=0)
+
+
+def slice_image(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The paper's vertical slice through the mouth, time left to right: audio | reconstruction | real
+    stacked top to bottom (the mouth opening and closing draws dark gaps along time)."""
+    size = outputs["real"].shape[1]
+    x, y = float(outputs["mouth_x"]), float(outputs["mouth_y"])
+    top, extent = y - size * 0.25, size * 0.5
+    slices = [vertical_slice(outputs[name], x, top, extent, height=size) for name in (*MODES, "real")]
+    scale = max(2, round(3 * size / len(outputs["real"])))  # widen the columns so time is readable
+    return np.concatenate([np.repeat(s, scale, axis=1) for s in slices], axis=0)
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Means over held-out videos of every numeric column (NaNs skipped)."""
+    keys = [k for k in rows[0] if k not in ("video_id",)] if rows else []
+    means = {}
+    for key in keys:
+        values = [
+            float(r[key]) for r in rows if isinstance(r.get(key), (int, float)) and not math.isnan(r[key])
+        ]
+        if values:
+            means[key] = float(np.mean(values))
+    return means
