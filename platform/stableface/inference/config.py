@@ -1,0 +1,114 @@
+"""Every knob of dubbing: the neural stages, compositing, the provenance mark and the mp4 encoding.
+
+Pixel figures are for a 256-px face crop and scale with the model's image size (as in
+:mod:`stableface.face.erosion`), so one config suits the ``tiny``, ``cpu`` and ``paper`` presets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stableface.errors import InputError
+
+CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
+
+
+@dataclass
+class InferenceConfig:
+    """The neural part: audio -> expression -> face shapes -> smoothing -> renderer windows."""
+
+    device: str = "auto"  # auto (cuda when available, else cpu) | cpu | cuda | cuda:N
+    # torch intra-op threads on CPU (torch.set_num_threads, process-wide). 1 suits the job's one dub
+    # per core and shared machines, where more threads than free cores stall each other badly;
+    # raise it for one large model on many free cores. None leaves torch's setting alone.
+    cpu_threads: int | None = 1
+    # Frames shared by consecutive renderer windows of T frames (the model's sequence length);
+    # they are cross-faded so window boundaries leave no seam. None = T // 2.
+    window_overlap: int | None = None
+    # Output frames rendered, composited and encoded per streaming step (rounded to whole windows).
+    # Memory holds about this many full-resolution source frames (plus one renderer window).
+    chunk_frames: int = 32
+    render_batch_windows: int = 1  # renderer windows per forward pass (CPU: 1 is fastest; raise on GPU)
+    # audio2expression runs on pieces of this many frames with this much audio context each side,
+    # so memory stays flat for any audio length (the networks train on sequences of seconds).
+    expression_chunk_frames: int = 500
+    expression_context_frames: int = 50
+    # The renderer's background is the source crop blanked over the union of the source's and
+    # the new mouth region, grown by this many pixels (training blanks up to +10 px, see erosion).
+    mask_dilation_px: float = 4.0
+    # Source preparation rejects a video whose face differs from the speaker model's identity by
+    # more than this RMS vertex distance (canonical units: 1 = the outer eye-corner distance).
+    # None switches the check off.
+    max_identity_distance: float | None = 0.02
+    landmark_backend: str = "mediapipe"  # the only backend with the 3D mesh the face model needs
+
+    def __post_init__(self) -> None:
+        if self.chunk_frames < 1:
+            raise InputError("inference.chunk_frames", f"must be >= 1, got {self.chunk_frames}")
+        if self.render_batch_windows < 1:
+            raise InputError(
+                "inference.render_batch_windows", f"must be >= 1, got {self.render_batch_windows}"
+            )
+        if self.window_overlap is not None and self.window_overlap < 0:
+            raise InputError("inference.window_overlap", f"must be >= 0, got {self.window_overlap}")
+        if self.expression_chunk_frames < 1 or self.expression_context_frames < 0:
+            raise InputError(
+                "inference.expression_chunk_frames",
+                "chunk must be >= 1 frame and context >= 0 frames, got "
+                f"{self.expression_chunk_frames} and {self.expression_context_frames}",
+            )
+
+
+@dataclass
+class CompositeConfig:
+    """Pasting the generated face crop back into the full-resolution frame."""
+
+    # Width of the soft edge around the pasted mouth/lower-face region (crop pixels at 256 px).
+    # The region is the blanked background region; the ramp lies outside it, so every pixel the
+    # renderer had to invent is fully replaced and nothing beyond region + feather changes.
+    feather_px: float = 12.0
+
+
+@dataclass
+class ProvenanceConfig:
+    """The paper's ethics section: every dubbed video says it is synthetic, visibly and in its tags."""
+
+    visible_mark: bool = True  # only an explicit false removes the on-screen mark
+    mark_text: str = "SYNTHETIC"
+    mark_corner: str = "bottom_right"  # top_left | top_right | bottom_left | bottom_right
+    mark_height_fraction: float = 0.045  # text height as a fraction of the frame height
+    mark_min_height_px: int = 10  # never smaller than this, so the mark stays readable
+    mark_opacity: float = 0.85  # of the text; a dark plate behind it keeps it readable on any image
+    tool: str = "stableface"  # the tool named in the mp4 metadata
+
+    def __post_init__(self) -> None:
+        if self.mark_corner not in CORNERS:
+            raise InputError(
+                "provenance.mark_corner", f"'{self.mark_corner}' is not one of {', '.join(CORNERS)}"
+            )
+        if self.visible_mark and not self.mark_text.strip():
+            raise InputError(
+                "provenance.mark_text", "empty; set provenance.visible_mark=false to drop the mark"
+            )
+        if not 0.0 < self.mark_opacity <= 1.0:
+            raise InputError("provenance.mark_opacity", f"must be in (0, 1], got {self.mark_opacity}")
+
+
+@dataclass
+class EncodeConfig:
+    """The H.264 + AAC mp4 written at the source's fps and size."""
+
+    crf: int = 18  # x264 constant rate factor: 18 is visually lossless for talking heads
+    preset: str = "veryfast"  # x264 speed/size trade-off; dubbing is encode-bound on small models
+    audio_rate: int = 48_000  # Hz of the AAC track (the features use 16 kHz regardless)
+    threads: int = 1  # x264 threads; Ray actors get one CPU each by default
+
+
+@dataclass
+class DubConfig:
+    """Everything :func:`stableface.inference.dub` needs besides the model and the files."""
+
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    composite: CompositeConfig = field(default_factory=CompositeConfig)
+    provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)

@@ -1,0 +1,72 @@
+"""Opening a dub's inputs so that every error names the URI the user gave, not a temporary copy."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from stableface.errors import InputError
+from stableface.io.audio import check_not_silent, read_audio
+
+
+@contextlib.contextmanager
+def errors_naming(uri: str, *local_paths: str | Path) -> Iterator[None]:
+    """Re-raise input errors about any of ``local_paths`` (e.g. a download of ``uri``) as errors about ``uri``."""
+    try:
+        yield
+    except InputError as error:
+        if error.source in {str(path) for path in local_paths} and error.source != uri:
+            raise type(error)(uri, error.problem) from error
+        raise
+
+
+def load_speech(path: str | Path, sample_rate: int, uri: str | None = None) -> np.ndarray:
+    """The new speech as mono float32 (S,) at ``sample_rate``; unreadable or silent audio raises naming ``uri``."""
+    uri = uri or str(path)
+    with errors_naming(uri, path):
+        samples = read_audio(path, sample_rate)
+    check_not_silent(samples, uri)
+    return samples
+
+
+def load_speaker_model(uri: str, storage=None):
+    """:meth:`SpeakerModel.load` plus :func:`check_speaker_model`: a model dubbing can use, or an error naming ``uri``."""
+    from stableface.speaker_model import SpeakerModel
+
+    model = SpeakerModel.load(uri, storage)
+    check_speaker_model(model, uri)
+    return model
+
+
+def check_speaker_model(model, uri: str = "speaker model") -> None:
+    """Raise :class:`InputError` naming ``uri`` when the model's parts do not fit together."""
+    config = model.networks.config
+    face = model.face_model
+    problems = []
+    if not face.is_fitted:
+        problems.append("its face model has no expression basis")
+    elif face.expression_dim != config.smoothing.expression_dim:
+        problems.append(
+            f"the face model's {face.expression_dim}-d expression does not fit the smoothing network's "
+            f"{config.smoothing.expression_dim}-d input"
+        )
+    elif face.n_mouth != config.audio2expression.mouth_dim:
+        problems.append(
+            f"audio2expression predicts {config.audio2expression.mouth_dim} mouth coefficients, "
+            f"the face model has {face.n_mouth}"
+        )
+    if (
+        model.audio.n_mels != config.audio_encoder.n_mels
+        or model.audio.frames_per_window != config.audio_encoder.window
+    ):
+        problems.append(
+            f"audio features ({model.audio.frames_per_window} x {model.audio.n_mels}) do not fit the audio encoder "
+            f"({config.audio_encoder.window} x {config.audio_encoder.n_mels})"
+        )
+    if np.asarray(model.identity).shape != (face.canonical.shape[0], 3):
+        problems.append(f"identity has shape {np.asarray(model.identity).shape}")
+    if problems:
+        raise InputError(uri, "speaker model is inconsistent: " + "; ".join(problems))

@@ -1,0 +1,332 @@
+"""``dub``: speaker model + source video + new audio -> a lip-synced H.264/AAC mp4, streamed.
+
+One pass over the output frames in chunks of whole renderer windows:
+
+1. once: the speech (16 kHz for features, ``encode.audio_rate`` for the track), the prepared source
+   (:func:`~stableface.inference.source.prepare_source` unless given), the output -> source frame
+   map (trim or ping-pong) and the predicted mouth expression for all N frames (small arrays);
+2. per chunk: face shapes and smoothing over the chunk plus the smoothing context, the chunk's
+   source frames (:class:`~stableface.inference.frames.FrameSource`), crops, masks and eroded
+   backgrounds, the renderer over overlapping windows cross-faded by
+   :class:`~stableface.inference.timeline.WindowBlender`, and every frame the blender completes is
+   pasted into its full-resolution frame, marked and encoded.
+
+Memory for frames is a chunk of full-resolution frames whatever the length. What does grow with the
+output is small per frame but linear: a few hundred bytes of arrays per output frame, the AAC
+track's samples (192 KB per second at 48 kHz; ``encode.audio_rate``) and the log-mel features
+(32 KB per second): about 0.25 MB per second of output, 15 MB per minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stableface.audio.features import frames_for_audio, log_mel, window_starts
+from stableface.inference.composite import composite_face, draw_mark, provenance_tags
+from stableface.inference.config import DubConfig
+from stableface.inference.faces import (
+    backgrounds,
+    mouth_region_masks,
+    paste_weights,
+    posed_meshes,
+    shape_images,
+    source_crops,
+)
+from stableface.inference.frames import FrameSource
+from stableface.inference.inputs import check_speaker_model, errors_naming, load_speech
+from stableface.inference.render import resolve_device, to_model_range, to_pixels
+from stableface.inference.source import SourceTrack, prepare_source
+from stableface.inference.speech import audio_windows
+from stableface.inference.stages import NeuralStages
+from stableface.inference.timeline import (
+    WindowBlender,
+    WindowLayout,
+    chunk_windows,
+    context_range,
+    is_pingpong,
+    source_index_map,
+)
+from stableface.io.audio import read_audio
+from stableface.io.storage import Storage
+from stableface.io.video import VideoWriter
+from stableface.models.smoothing import receptive_radius
+from stableface.speaker_model import SpeakerModel
+from stableface.utils.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+
+class StageTimer:
+    """Wall-clock seconds spent per named stage (summed over chunks)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - started
+
+    def rounded(self) -> dict[str, float]:
+        return {stage: round(seconds, 3) for stage, seconds in self.seconds.items()}
+
+
+@dataclass
+class DubResult:
+    """What one dub produced (durations in seconds)."""
+
+    output: str
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+    output_duration_s: float
+    audio_duration_s: float
+    video_duration_s: float
+    source_frames: int
+    pingpong: bool
+    speaker: str
+    model_version: str
+    seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_row(self) -> dict:
+        return {
+            "output_frames": self.n_frames,
+            "fps": round(self.fps, 4),
+            "width": self.width,
+            "height": self.height,
+            "output_duration_s": round(self.output_duration_s, 3),
+            "audio_duration_s": round(self.audio_duration_s, 3),
+            "video_duration_s": round(self.video_duration_s, 3),
+            "pingpong": self.pingpong,
+            "model_version": self.model_version,
+        }
+
+
+def dub(
+    model: SpeakerModel,
+    video_uri: str,
+    audio_uri: str,
+    output_uri: str,
+    config: DubConfig | None = None,
+    source: SourceTrack | None = None,
+    storage: Storage | None = None,
+    model_uri: str = "speaker model",
+    backend=None,
+    stages: NeuralStages | None = None,
+) -> DubResult:
+    """Dub ``video_uri`` with the speech in ``audio_uri`` into ``output_uri`` (local paths or s3://).
+
+    The output appears only when complete (written to a temporary file and published atomically).
+    ``source`` is a :class:`SourceTrack` prepared earlier for this model and video (else it is
+    prepared here). ``stages`` replaces the local networks (a server passes remote calls). Bad inputs
+    raise :class:`~stableface.errors.InputError` subclasses naming the URI.
+    """
+    storage = storage or Storage()
+    check_speaker_model(model, model_uri)
+    with (
+        storage.local_copy(audio_uri) as audio_path,
+        storage.local_copy(video_uri) as video_path,
+        storage.writable_local(output_uri, suffix=".mp4") as output_path,
+    ):
+        result = dub_files(
+            model, video_path, audio_path, output_path, config, source,
+            video_uri=video_uri, audio_uri=audio_uri, model_uri=model_uri, backend=backend, stages=stages,
+        )  # fmt: skip
+    result.output = output_uri
+    return result
+
+
+def dub_files(
+    model: SpeakerModel,
+    video_path: str | Path,
+    audio_path: str | Path,
+    output_path: str | Path,
+    config: DubConfig | None = None,
+    source: SourceTrack | None = None,
+    video_uri: str | None = None,
+    audio_uri: str | None = None,
+    model_uri: str = "speaker model",
+    backend=None,
+    stages: NeuralStages | None = None,
+) -> DubResult:
+    """:func:`dub` on local files (the output is written in place, not atomically)."""
+    config = config or DubConfig()
+    video_uri, audio_uri = video_uri or str(video_path), audio_uri or str(audio_path)
+    started = time.perf_counter()
+    timer = StageTimer()
+    with timer("audio"):
+        speech = load_speech(audio_path, model.audio.sample_rate, audio_uri)  # (S,) 16 kHz mono
+        with errors_naming(audio_uri, audio_path):
+            track_audio = read_audio(audio_path, config.encode.audio_rate)  # (S',) for the AAC track
+    if source is None:
+        with timer("prepare_source"):
+            source = prepare_source(video_path, model, config.inference, video_uri, backend)
+    else:
+        source.check_model(model, model_uri)
+    stages = stages or NeuralStages.local(model, config.inference, resolve_device(config.inference.device))
+
+    audio_duration_s = len(speech) / model.audio.sample_rate
+    n_frames = frames_for_audio(len(speech), source.fps, model.audio.sample_rate)
+    with timer("audio2expression"):
+        mel = log_mel(speech, model.audio)  # (M_frames, n_mels)
+        del speech  # the features are all that is needed from here on
+        starts = window_starts(n_frames, source.fps, model.audio)  # (N,)
+        mouth = stages.predict_mouth(mel, starts)  # (N, n_mouth)
+    source_index = source_index_map(n_frames, source.n_frames)  # (N,)
+    expression = source.expression[source_index].copy()  # (N, E)
+    expression[:, model.face_model.mouth_slice] = mouth
+
+    width, height = source.width + source.width % 2, source.height + source.height % 2  # yuv420p
+    if (width, height) != (source.width, source.height):
+        logger.warning("%s: odd frame size %dx%d padded to %dx%d for H.264", video_uri, source.width,
+                       source.height, width, height)  # fmt: skip
+    renderer_config = model.networks.config.renderer
+    layout = WindowLayout(
+        n_frames,
+        renderer_config.sequence_length,
+        config.inference.window_overlap
+        if config.inference.window_overlap is not None
+        else renderer_config.sequence_length // 2,
+    )
+    progress = Progress(f"dub {Path(str(video_uri)).name}", total=n_frames, unit="frames")
+    stream = _ChunkRenderer(model, source, expression, source_index, mel, starts, config, stages, timer)
+    with (
+        FrameSource(video_path, video_uri) as frames,
+        VideoWriter(
+            output_path, fps=source.fps, width=width, height=height, audio=track_audio,
+            audio_rate=config.encode.audio_rate, crf=config.encode.crf, preset=config.encode.preset,
+            metadata=provenance_tags(model, config.provenance), threads=config.encode.threads,
+        ) as writer,
+    ):  # fmt: skip
+        for frame in stream.frames(layout, frames):
+            with timer("encode"):
+                writer.write(_pad_even(frame, height, width))
+            progress.update(1)
+    progress.close()
+    return DubResult(
+        output=str(output_path),
+        n_frames=n_frames,
+        fps=float(source.fps),
+        width=width,
+        height=height,
+        output_duration_s=n_frames / float(source.fps),
+        audio_duration_s=audio_duration_s,
+        video_duration_s=source.duration_s,
+        source_frames=source.n_frames,
+        pingpong=is_pingpong(n_frames, source.n_frames),
+        speaker=model.speaker,
+        model_version=model.version,
+        seconds=time.perf_counter() - started,
+        stage_seconds=timer.rounded(),
+    )
+
+
+def _pad_even(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    if frame.shape[:2] == (height, width):
+        return frame
+    return np.pad(frame, ((0, height - frame.shape[0]), (0, width - frame.shape[1]), (0, 0)), mode="edge")
+
+
+class _ChunkRenderer:
+    """The per-chunk stages of :func:`dub_files`, yielding finished full-resolution frames in order."""
+
+    def __init__(self, model, source, expression, source_index, mel, starts, config, stages, timer):
+        self.model, self.source, self.config = model, source, config
+        self.expression, self.source_index = expression, source_index  # (N, E), (N,)
+        self.mel, self.starts = mel, starts
+        self.stages, self.timer = stages, timer
+        self.size = model.image_size
+        self.radius = receptive_radius(model.networks.config.smoothing)
+        self.fusion = model.networks.config.renderer.audio_fusion
+
+    def frames(self, layout: WindowLayout, frame_source: FrameSource) -> Iterator[np.ndarray]:
+        blender = WindowBlender(layout)
+        per_chunk = max(1, round(self.config.inference.chunk_frames / layout.stride))
+        for first, stop in chunk_windows(layout.n_windows, per_chunk):
+            span = (layout.start(first), layout.window(stop - 1)[1])
+            inputs = self._inputs(span, layout.n_frames, frame_source)
+            self._render(layout, blender, first, stop, span, inputs)
+            ready_start = blender.next_frame
+            with self.timer("composite"):
+                finished = blender.pop_ready()
+            for offset, generated in enumerate(finished):
+                yield self._composite(ready_start + offset, generated, span, inputs)
+            del inputs, finished  # this chunk's frames go before the next chunk's are decoded
+
+    def _inputs(self, span: tuple[int, int], n_frames: int, frame_source: FrameSource) -> dict:
+        timer, size, model = self.timer, self.size, self.model
+        lo, hi = context_range(span[0], span[1], self.radius, n_frames)
+        index = self.source_index[lo:hi]  # (Lc,) source frame of each output frame
+        with timer("face_shapes"):
+            pose = self.source.crop_pose(index, size)
+            new_meshes = posed_meshes(model, self.expression[lo:hi], pose)  # (Lc, 478, 3)
+            shapes = shape_images(model, new_meshes, size)  # (Lc, S, S)
+        with timer("smoothing"):
+            smoothed = self.stages.smooth(shapes, self.expression[lo:hi])  # (Lc, S, S)
+        inner = slice(span[0] - lo, span[1] - lo)
+        span_index = index[inner]
+        first_source = int(span_index.min())
+        with timer("decode"):
+            full = frame_source.read_range(first_source, int(span_index.max()) + 1)
+        with timer("face_inputs"):
+            crops = source_crops(
+                [full[i - first_source] for i in span_index],
+                self.source.crop_affines(span_index, self.source.crop_size),
+                self.source.crop_size,
+                size,
+            )  # (L, S, S, 3)
+            source_meshes = posed_meshes(model, self.source.expression[span_index], pose[inner])
+            masks = mouth_region_masks(
+                model, new_meshes[inner], source_meshes, size, self.config.inference.mask_dilation_px
+            )  # (L, S, S)
+            background = to_model_range(backgrounds(crops, masks))  # (L, 3, S, S)
+            audio = (
+                audio_windows(self.mel, self.starts[span[0] : span[1]], model.audio) if self.fusion else None
+            )
+        return {
+            "full": full,
+            "first_source": first_source,
+            "masks": masks,
+            "background": background,
+            "shape": smoothed[inner],
+            "audio": audio,
+        }
+
+    def _render(self, layout, blender, first, stop, span, inputs) -> None:
+        batch = self.config.inference.render_batch_windows
+        for group in range(first, stop, batch):
+            windows = [layout.window(j) for j in range(group, min(group + batch, stop))]
+            pieces = {
+                key: None if inputs[key] is None else np.stack(
+                    [inputs[key][a - span[0] : b - span[0]] for a, b in windows]
+                )
+                for key in ("background", "shape", "audio")
+            }  # fmt: skip
+            with self.timer("render"):
+                generated = self.stages.render(pieces["background"], pieces["shape"], pieces["audio"])
+            with self.timer("composite"):
+                for offset, output in enumerate(generated):
+                    blender.add(group + offset, output)
+
+    def _composite(self, frame_index: int, generated: np.ndarray, span, inputs) -> np.ndarray:
+        with self.timer("composite"):
+            source_frame = int(self.source_index[frame_index])
+            full = inputs["full"][source_frame - inputs["first_source"]]
+            mask = inputs["masks"][frame_index - span[0]][None]
+            weight = paste_weights(mask, self.config.composite.feather_px)[0]  # (S, S)
+            affine = self.source.crop_affines(np.array([source_frame]), self.size)[0]
+            frame = composite_face(full, to_pixels(generated[None])[0], affine, weight)
+            return draw_mark(frame, self.config.provenance)

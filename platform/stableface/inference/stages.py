@@ -1,0 +1,54 @@
+"""The three network calls of a dub as plain array functions, so a server can swap in remote ones.
+
+:func:`stableface.inference.dub_files` calls only these for the networks; everything else (source
+frames, face shapes, masks, backgrounds, cross-fading, compositing, encoding) is local. The bulk job
+uses :meth:`NeuralStages.local`; the Serve application passes calls to its deployments instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from stableface.inference.config import InferenceConfig
+from stableface.inference.render import render_windows, smooth_shapes
+from stableface.inference.speech import predict_mouth
+from stableface.speaker_model import SpeakerModel
+
+
+@dataclass
+class NeuralStages:
+    """audio2expression, smoothing and renderer as functions on numpy arrays."""
+
+    # log-mel (M_frames, n_mels), window starts (N,) -> mouth expression (N, n_mouth)
+    predict_mouth: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    # face shapes (L, S, S), expression (L, E) of consecutive frames -> smoothed shapes (L, S, S)
+    smooth: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    # background (B, L, 3, S, S), smoothed shape (B, L, S, S), audio (B, L, W, M) or None -> (B, L, 3, S, S)
+    render: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
+
+    @classmethod
+    def local(cls, model: SpeakerModel, config: InferenceConfig, device: torch.device) -> NeuralStages:
+        """The speaker model's own networks on ``device`` (moved there, in eval mode).
+
+        On CPU, ``config.cpu_threads`` (when set) becomes torch's intra-op thread count.
+        """
+        if (
+            device.type == "cpu"
+            and config.cpu_threads is not None
+            and torch.get_num_threads() != config.cpu_threads
+        ):
+            torch.set_num_threads(config.cpu_threads)
+        networks = model.networks.to(device).eval()
+        return cls(
+            predict_mouth=lambda mel, starts: predict_mouth(
+                networks.audio2expression, mel, starts, model.audio, config, device
+            ),
+            smooth=lambda shapes, expression: smooth_shapes(networks.smoothing, shapes, expression, device),
+            render=lambda background, shape, audio: render_windows(
+                networks.renderer, background, shape, audio, device
+            ),
+        )

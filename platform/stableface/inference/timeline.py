@@ -1,0 +1,174 @@
+"""Output timelines: which source frame each output frame shows, and the renderer's windows.
+
+The new audio sets the output length N. A source of S frames is trimmed when N <= S and otherwise
+played back and forth (0, 1, ..., S-1, S-2, ..., 1, 0, 1, ...), so the picture never jumps.
+Consecutive output frames then differ by at most one source frame, which keeps every chunk of
+output frames a contiguous range of source frames (see :class:`stableface.inference.frames.FrameSource`).
+
+The renderer sees windows of at most T frames (its learned temporal positions). Windows overlap
+by ``overlap`` frames and are cross-faded there with linear ramps, so no frame switches abruptly
+from one window's rendering to the next one's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stableface.errors import InputError
+
+
+def source_index_map(n_output: int, n_source: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Source frame index of output frames ``start .. stop-1`` (default all N), (n,) int64.
+
+    Trimmed when ``n_output <= n_source``; ping-pong otherwise. Computed arithmetically, so any
+    range costs only its own length.
+    """
+    if n_source < 1:
+        raise InputError("source video", "has no frames")
+    if n_output < 0:
+        raise InputError("output length", f"must be >= 0 frames, got {n_output}")
+    stop = n_output if stop is None else min(stop, n_output)
+    frames = np.arange(max(start, 0), max(stop, 0), dtype=np.int64)  # (n,)
+    if n_source == 1:
+        return np.zeros_like(frames)
+    period = 2 * (n_source - 1)
+    phase = frames % period
+    return np.where(phase < n_source, phase, period - phase)
+
+
+def is_pingpong(n_output: int, n_source: int) -> bool:
+    return n_output > n_source
+
+
+@dataclass(frozen=True)
+class WindowLayout:
+    """Renderer windows over N output frames: starts ``0, s, 2s, ...`` (s = T - overlap), the last one
+    moved back to end exactly at N; a sequence shorter than T is one short window."""
+
+    n_frames: int
+    length: int  # T
+    overlap: int
+
+    def __post_init__(self) -> None:
+        if self.length < 1:
+            raise InputError("renderer window", f"length must be >= 1, got {self.length}")
+        if not 0 <= self.overlap < self.length:
+            raise InputError(
+                "inference.window_overlap",
+                f"must be in [0, {self.length - 1}] for T = {self.length}, got {self.overlap}",
+            )
+
+    @property
+    def stride(self) -> int:
+        return self.length - self.overlap
+
+    @property
+    def n_windows(self) -> int:
+        if self.n_frames <= 0:
+            return 0
+        if self.n_frames <= self.length:
+            return 1
+        return -(-(self.n_frames - self.length) // self.stride) + 1  # ceil division, plus the last
+
+    def start(self, index: int) -> int:
+        """First frame of window ``index``: ``index * stride``, the last one ending exactly at N."""
+        if not 0 <= index < self.n_windows:
+            raise IndexError(f"window {index} of {self.n_windows}")
+        return min(index * self.stride, max(self.n_frames - self.length, 0))
+
+    def starts(self) -> np.ndarray:
+        """(J,) int64 first frame of each window, ascending."""
+        return np.array([self.start(j) for j in range(self.n_windows)], dtype=np.int64)
+
+    def window(self, index: int) -> tuple[int, int]:
+        """(start, stop) frames of window ``index``."""
+        start = self.start(index)
+        return start, min(start + self.length, self.n_frames)
+
+    def weights(self, index: int) -> np.ndarray:
+        """(L,) float32 cross-fade weight of each frame of window ``index``, all > 0.
+
+        Ramps of ``overlap`` frames, ``(i + 0.5) / overlap``, rise at the start (not for the first
+        window) and fall at the end (not for the last). Where two windows overlap by ``overlap``
+        frames their weights sum to 1 and the mix moves from one to the other by the same step every
+        frame, so no frame changes more at a window boundary than inside the overlap.
+        """
+        start, stop = self.window(index)
+        position = np.arange(stop - start, dtype=np.float64)  # (L,)
+        weight = np.ones_like(position)
+        if self.overlap > 0:
+            if index > 0:
+                weight = np.minimum(weight, (position + 0.5) / self.overlap)
+            if index < self.n_windows - 1:
+                weight = np.minimum(weight, (stop - start - position - 0.5) / self.overlap)
+        return weight.astype(np.float32)
+
+
+def blend_windows(layout: WindowLayout, outputs: list[np.ndarray]) -> np.ndarray:
+    """All windows' outputs (each (L_j, ...)) -> the cross-faded sequence (N, ...); for tests and short clips."""
+    blender = WindowBlender(layout)
+    frames = []
+    for index, output in enumerate(outputs):
+        blender.add(index, output)
+        frames.extend(blender.pop_ready())
+    return np.stack(frames)
+
+
+class WindowBlender:
+    """Streaming cross-fade: add windows in order, take frames once no later window covers them.
+
+    Holds only the frames of windows not yet final (at most about T of them).
+    """
+
+    def __init__(self, layout: WindowLayout):
+        self.layout = layout
+        self.next_window = 0
+        self.next_frame = 0  # first frame not yet handed out
+        self._sums: dict[int, np.ndarray] = {}
+        self._weights: dict[int, float] = {}
+
+    def add(self, index: int, output: np.ndarray) -> None:
+        """The renderer's output (L, ...) for window ``index`` (windows must come in order)."""
+        if index != self.next_window:
+            raise ValueError(f"window {index} added out of order (expected {self.next_window})")
+        start, stop = self.layout.window(index)
+        if len(output) != stop - start:
+            raise ValueError(f"window {index} covers {stop - start} frames, got {len(output)}")
+        weights = self.layout.weights(index)
+        for offset, frame in enumerate(output):
+            t = start + offset
+            weighted = weights[offset] * frame.astype(np.float32)
+            if t in self._sums:
+                self._sums[t] += weighted
+                self._weights[t] += float(weights[offset])
+            else:
+                self._sums[t] = weighted
+                self._weights[t] = float(weights[offset])
+        self.next_window += 1
+
+    def final_until(self) -> int:
+        """Frames before this index are complete (no window still to come covers them)."""
+        if self.next_window >= self.layout.n_windows:
+            return self.layout.n_frames
+        return self.layout.start(self.next_window)
+
+    def pop_ready(self) -> list[np.ndarray]:
+        """The complete frames not handed out yet, in order, as float32 arrays."""
+        ready = []
+        for t in range(self.next_frame, self.final_until()):
+            ready.append(self._sums.pop(t) / self._weights.pop(t))
+        self.next_frame = max(self.next_frame, self.final_until())
+        return ready
+
+
+def chunk_windows(n_windows: int, windows_per_chunk: int) -> list[tuple[int, int]]:
+    """Consecutive (first, stop) window ranges of ``windows_per_chunk`` windows."""
+    per_chunk = max(1, int(windows_per_chunk))
+    return [(first, min(first + per_chunk, n_windows)) for first in range(0, n_windows, per_chunk)]
+
+
+def context_range(start: int, stop: int, radius: int, n_frames: int) -> tuple[int, int]:
+    """``[start - radius, stop + radius)`` clipped to the sequence: the frames a chunk's smoothing needs."""
+    return max(0, start - radius), min(n_frames, stop + radius)

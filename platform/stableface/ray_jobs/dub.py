@@ -1,0 +1,202 @@
+"""``stableface dub``: bulk dubbing of a catalog on Ray Data -> dubbed mp4s + a result manifest.
+
+Catalog rows (see :mod:`stableface.inference.batch`) go through Ray Data, one row per block, to a
+pool of :class:`DubWorker` actors. Each actor keeps the speaker models it has loaded (so a model
+loads once per actor, and rows are sorted by model so actors see runs of one speaker) and a
+MediaPipe tracker for scoring. Every row is dubbed by :func:`stableface.inference.batch.dub_entry`:
+
+- outputs are published atomically (``Storage.writable_local``): never half-written;
+- an existing output is finished work: a re-run returns its recorded row without dubbing;
+- a crashed actor is restarted and the rows it held are retried (``max_restarts`` /
+  ``max_task_retries``); a retried row that had not been published is dubbed again, one that had is
+  found finished, so every row ends done exactly once. A row that kills its actor on every retry
+  becomes a failed row, and the job goes on.
+
+Outputs under ``cfg.output_uri``: ``manifest.parquet``/``manifest.csv`` (one row per catalog row:
+status, reason, durations, output MSI, seconds, node), ``summary.json``, ``items/<job_id>.json``,
+``sources/`` (prepared source cache) and, for rows without an ``output_uri``, ``videos/<job_id>.mp4``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stableface.config import to_dict
+from stableface.config.jobs import DubJobConfig
+from stableface.data.results import write_results
+from stableface.inference.batch import (
+    RESULT_COLUMNS,
+    STATUS_FAILED,
+    STATUS_OK,
+    ModelCache,
+    SourceCache,
+    dub_entry,
+    msi_scorer,
+    read_dub_catalog,
+    record_uri,
+)
+from stableface.io.storage import Storage, join
+from stableface.ray_jobs.runtime import ensure_ray, node_id
+from stableface.utils.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+ROW_COLUMN = "row_json"  # rows travel as JSON: failed rows lack the measurements of finished ones
+
+
+class DubWorker:
+    """Ray Data actor: cached speaker models and a landmark tracker for MSI; one catalog row per call."""
+
+    def __init__(self, cfg: DubJobConfig):
+        from stableface.face.landmarks import make_backend
+        from stableface.utils.logging import configure_logging
+
+        configure_logging()
+        self.cfg = cfg
+        self.storage = Storage(cfg.storage)
+        self.models = ModelCache(self.storage, cfg.models_per_actor)
+        self.sources = SourceCache(
+            self.storage, join(cfg.output_uri, "sources") if cfg.cache_sources else None
+        )
+        self.scorer = (
+            msi_scorer(cfg.metrics, make_backend(cfg.metrics.backend)) if cfg.score_outputs else None
+        )
+        self.node = node_id()
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        rows = []
+        for entry in batch.to_dict(orient="records"):
+            row = dub_entry(
+                entry, self.cfg.dub, self.cfg.output_uri, self.storage, self.models, self.sources,
+                self.scorer, self.cfg.overwrite, self.node,
+            )  # fmt: skip
+            rows.append({"job_id": entry["job_id"], ROW_COLUMN: json.dumps(row, default=_plain)})
+        return pd.DataFrame(rows)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _actor_count(cfg: DubJobConfig, n_items: int) -> int:
+    import ray
+
+    if cfg.concurrency:
+        return max(1, min(int(cfg.concurrency), n_items))
+    resources = ray.cluster_resources()
+    if cfg.gpus_per_actor > 0:
+        slots = resources.get("GPU", 0.0) // cfg.gpus_per_actor
+    else:
+        slots = resources.get("CPU", 1.0) // max(cfg.cpus_per_actor, 0.01)
+    return max(1, min(int(slots), n_items))
+
+
+def dub_on_ray(entries: list[dict[str, Any]], cfg: DubJobConfig) -> list[dict[str, Any]]:
+    """Dub ``entries`` on Ray Data actors; returns one row per entry (in completion order)."""
+    import ray
+
+    actors = _actor_count(cfg, len(entries))
+    logger.info("dubbing %d catalog rows with %d actors", len(entries), actors)
+    context = ray.data.DataContext.get_current()
+    saved_limit = context.max_errored_blocks
+    context.max_errored_blocks = -1  # a row given up after its retries must not stop the others
+    try:
+        dataset = ray.data.from_items(entries, override_num_blocks=len(entries)).map_batches(
+            DubWorker,
+            fn_constructor_kwargs={"cfg": cfg},
+            batch_size=1,
+            batch_format="pandas",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=cfg.cpus_per_actor,
+            num_gpus=cfg.gpus_per_actor,
+            max_restarts=cfg.max_restarts,
+            max_task_retries=cfg.max_task_retries,
+        )
+        progress = Progress("dub", total=len(entries), unit="videos")
+        rows = []
+        for record in dataset.iter_rows():
+            rows.append(json.loads(record[ROW_COLUMN]))
+            progress.update(1)
+        progress.close()
+    finally:
+        context.max_errored_blocks = saved_limit
+    return rows
+
+
+def _given_up(entry: dict[str, Any], cfg: DubJobConfig) -> dict[str, Any]:
+    """The row of an entry that returned no result: its actor died on every attempt."""
+    attempts = "every" if cfg.max_task_retries < 0 else str(cfg.max_task_retries + 1)
+    return {
+        **{
+            key: entry.get(key, "")
+            for key in ("job_id", "speaker", "model_uri", "video_uri", "audio_uri", "output_uri")
+        },
+        "status": STATUS_FAILED,
+        "reason": f"{entry['video_uri']}: the dubbing actor died on {attempts} attempt(s) at this row",
+        "resumed": False,
+    }
+
+
+def _finished_at_driver(entry: dict[str, Any], cfg: DubJobConfig, storage: Storage) -> dict[str, Any] | None:
+    """The recorded row of an entry whose output and record both exist (no actor needed), else None."""
+    if cfg.overwrite or entry.get("reason"):
+        return None
+    record = record_uri(cfg.output_uri, entry["job_id"])
+    if not (storage.exists(entry["output_uri"]) and storage.exists(record)):
+        return None
+    return {**storage.read_json(record), "resumed": True, "seconds": 0.0}
+
+
+def run(cfg: DubJobConfig) -> dict[str, Any]:
+    """Dub every row of ``cfg.catalog``; returns the summary (also written to ``summary.json``)."""
+    started = time.monotonic()
+    storage = Storage(cfg.storage)
+    entries = read_dub_catalog(cfg.catalog, cfg.models_uri, cfg.output_uri, storage)
+    done = {e["job_id"]: row for e in entries if (row := _finished_at_driver(e, cfg, storage)) is not None}
+    todo = sorted(
+        (e for e in entries if e["job_id"] not in done), key=lambda e: (e["model_uri"], e["video_uri"])
+    )
+    logger.info(
+        "dub %s -> %s: %d rows, %d already finished", cfg.catalog, cfg.output_uri, len(entries), len(done)
+    )
+    rows = dict(done)
+    if todo:
+        ensure_ray(cfg.ray)
+        rows.update({row["job_id"]: row for row in dub_on_ray(todo, cfg)})
+        rows.update({e["job_id"]: _given_up(e, cfg) for e in todo if e["job_id"] not in rows})
+    ordered = [rows[e["job_id"]] for e in entries]  # catalog order, exactly one row per catalog row
+    tables = write_results(storage, cfg.output_uri, "manifest", ordered, RESULT_COLUMNS)
+    ok = [r for r in ordered if r["status"] == STATUS_OK]
+    dubbed = [r for r in ok if not r.get("resumed")]
+    frames = sum(int(r.get("output_frames") or 0) for r in dubbed)
+    work_seconds = sum(float(r.get("seconds") or 0.0) for r in dubbed)
+    elapsed = time.monotonic() - started
+    summary = {
+        "rows": len(ordered),
+        "ok": len(ok),
+        "failed": sum(r["status"] == STATUS_FAILED for r in ordered),
+        "dubbed": len(dubbed),
+        "resumed": len(ok) - len(dubbed),
+        "output_frames": frames,
+        "output_seconds": round(sum(float(r.get("output_duration_s") or 0.0) for r in dubbed), 2),
+        "seconds": round(elapsed, 2),
+        "frames_per_second_per_actor": round(frames / work_seconds, 2) if work_seconds else None,
+        "tables": tables,
+        "problems": [f"{r['job_id']}: {r['reason']}" for r in ordered if r["status"] != STATUS_OK],
+        "config": to_dict(cfg),
+    }
+    storage.write_json(join(cfg.output_uri, "summary.json"), summary)
+    logger.info(
+        "dub finished: %d rows, %d ok (%d dubbed, %d already done), %d failed in %.1f s; manifest %s",
+        summary["rows"], summary["ok"], summary["dubbed"], summary["resumed"], summary["failed"], elapsed,
+        tables["csv"],
+    )  # fmt: skip
+    return summary
