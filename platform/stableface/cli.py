@@ -22,6 +22,11 @@ logger = logging.getLogger("stableface")
 JOB_RUNNERS: dict[str, str] = {
     "preprocess": "stableface.ray_jobs.preprocess",
     "audit": "stableface.ray_jobs.audit",
+    "train": "stableface.ray_jobs.train",
+    "dub": "stableface.ray_jobs.dub",
+    "demo": "stableface.demo",
+    # The Serve application lives in the repository's serve/ package, not in the installed library.
+    "serve": "serve.local",
 }
 
 
@@ -47,7 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(to_yaml(compose(args.job, args.overrides)))
         return 0
     cfg = compose(args.command, args.overrides)
-    runner = importlib.import_module(JOB_RUNNERS[args.command])
+    try:
+        runner = importlib.import_module(JOB_RUNNERS[args.command])
+    except ModuleNotFoundError as error:
+        if error.name != "serve":
+            raise
+        logger.error(
+            "stableface serve: the repository's serve/ package is not importable here; from the repository "
+            "root run `python -m stableface.cli serve ...` (or set PYTHONPATH=.), or `serve run serve/config.yaml`"
+        )
+        return 2
     result = runner.run(cfg)
     if result is not None:
         logger.info("%s finished: %s", args.command, result)
