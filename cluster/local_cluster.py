@@ -138,10 +138,22 @@ def node_resource(name: str) -> str:
     return f"{NODE_RESOURCE_PREFIX}{name}"
 
 
+# Ports this process has handed out. A port is free once its probe socket closes, so the OS can
+# return the same one to the next probe, before the node that was given it has bound it.
+_handed_out_ports: set[int] = set()
+MAX_PORT_PROBES = 1000
+
+
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+    """A free port on the loopback interface that no earlier call of this process returned."""
+    for _ in range(MAX_PORT_PROBES):
+        with socket.socket() as sock:
+            sock.bind((LOOPBACK, 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out_ports:
+            _handed_out_ports.add(port)
+            return port
+    raise LocalClusterError(f"no new free port on {LOOPBACK} after {MAX_PORT_PROBES} tries")
 
 
 def _port_is_free(port: int) -> bool:

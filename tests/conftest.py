@@ -25,6 +25,18 @@ S3_TEST_CREDENTIALS = {
 }
 
 
+# Ray token authentication: a process takes its mode (RAY_AUTH_MODE) when it first uses Ray, a new
+# local ray.init() switches an unset mode to "token", and children inherit the variable. A test
+# cluster in another mode than this process and its job subprocesses would reject their RPCs
+# (seen as OwnerDiedError or dead actors on the other node), so the whole session uses one mode.
+DEFAULT_TEST_AUTH_MODE = "token"
+
+
+def pytest_configure(config):
+    """Fix the session's Ray auth mode before anything imports Ray."""
+    os.environ.setdefault("RAY_AUTH_MODE", DEFAULT_TEST_AUTH_MODE)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def aws_test_credentials():
     """Fake AWS credentials in the environment before anything starts Ray, so workers inherit them.
@@ -220,9 +232,9 @@ def two_node_cluster():
     Yields the ``ClusterInfo``: ``address``, ``dashboard_url`` (job server), ``node_ids``
     ({"head": id, "worker-1": id}) and ``pin(name)`` (a ``resources=`` option that places a task
     on that node). The nodes have separate temp dirs and inherit this process's environment
-    (the fake AWS credentials included). Token auth is off, so clients need no settings:
-    ``JobSubmissionClient(info.dashboard_url)`` or a ``ray job submit --address <dashboard_url>``
-    subprocess reach it as they are.
+    (the fake AWS credentials included). They run in the session's auth mode (token by default,
+    with ``~/.ray/auth_token``), so ``JobSubmissionClient(info.dashboard_url)`` or a
+    ``ray job submit --address <dashboard_url>`` subprocess reach them as they are.
     """
     import ray
 
@@ -231,10 +243,7 @@ def two_node_cluster():
         ray.shutdown()
     # Short and fresh: Ray's unix sockets live under it (107-character limit).
     state_dir = Path(tempfile.mkdtemp(prefix="sfc-", dir="/tmp"))
-    # Token auth off for this short-lived test cluster: a client process fixes its auth mode when
-    # it first imports ray, so this pytest process (token mode only if an earlier local ray.init
-    # switched it on) could not reliably authenticate. `start` from the CLI keeps tokens on.
-    info = local_cluster.start_cluster(workers=1, state_dir=state_dir, auth_mode="disabled")
+    info = local_cluster.start_cluster(workers=1, state_dir=state_dir, auth_mode=os.environ["RAY_AUTH_MODE"])
     saved_env = {key: os.environ.get(key) for key in info.client_env}
     try:
         os.environ.update(info.client_env)

@@ -831,6 +831,13 @@ def test_node_arguments_give_each_raylet_its_own_ports_dir_and_resource(tmp_path
     assert f"--object-store-memory={200 * 1024 * 1024}" in second
 
 
+def test_free_ports_are_never_handed_out_twice():
+    """The OS may return a just-probed port again; two nodes' services must still never share one."""
+    local_cluster = load_local_cluster()
+    ports = [local_cluster._free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+
+
 def test_node_environment_runs_this_python_with_explicit_auth(monkeypatch):
     local_cluster = load_local_cluster()
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")

@@ -9,9 +9,10 @@ from stableface.config.jobs import RayConfig
 
 logger = logging.getLogger(__name__)
 
-# Ray Data fails a whole dataset at the first actor that dies before initialising. Ray 2.60's
-# actor pool also kills its own still-pending actors once every input is dispatched, and counts
-# those as such deaths (seen in CI on a 2-node cluster); a small budget replaces them instead.
+# Ray Data fails a whole dataset at the first actor that dies before initialising (its default
+# budget is 0). An actor process can die in its constructor for passing reasons (an OOM kill while
+# it loads a model on a busy node): up to this many in a row are replaced; a constructor that
+# always fails still fails the job.
 ACTOR_INIT_DEATH_BUDGET = 4
 
 
