@@ -4,8 +4,8 @@
 - decode + MediaPipe face mesh alone: the floor any extraction with per-frame landmarks has;
 - extraction per core: ``extract_video`` (decode twice, landmarks, crop box, pose, audio
   features, crop encoding) in one process pinned to one core, after one warm-up clip (MediaPipe
-  graph and librosa's JIT are one-offs per actor);
-- the Ray job end to end (local Ray, all cores): catalog -> per-video actors -> speaker identity
+  graph and librosa's JIT are one-offs per worker process);
+- the Ray job end to end (local Ray, all cores): catalog -> per-video tasks -> speaker identity
   -> basis fit -> expression and masks -> manifest, including Ray and actor start-up.
 
 The extraction figures run in a subprocess so the one-core pin does not limit the Ray job.

@@ -46,7 +46,7 @@ class PreprocessJobConfig:
     # 'veryfast', at ~4x the size (still ~60x smaller than raw frames).
     crop_crf: int = 16
     crop_preset: str = "ultrafast"
-    concurrency: int | None = None  # video actors; None = one per CPU of the cluster
+    concurrency: int | None = None  # videos extracted at once; None = one per CPU of the cluster
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 Three passes over the catalog, each a Ray Data stage whose work is a plain library function:
 
-1. per video (actors holding a landmark backend, spread over the cluster):
-   :func:`stableface.data.extract.extract_video` - decode, track, crop, audio features, pose;
+1. per video (Ray tasks spread over the cluster, each worker process keeping its landmark
+   backend between videos): :func:`stableface.data.extract.extract_video` - decode, track, crop,
+   audio features, pose;
 2. grouped by speaker: :func:`stableface.data.speakers.speaker_identity` - the speaker's mean
    shape and a sample of expression displacements;
 3. the driver fits the shared expression basis once per dataset (kept on later runs so every
@@ -17,6 +18,7 @@ Every catalog row ends in the dataset manifest, failures with their reason.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -30,6 +32,7 @@ from stableface.data.extract import extract_video_row
 from stableface.data.layout import DatasetLayout
 from stableface.data.manifest import finished_speakers, write_dataset_manifest
 from stableface.data.speakers import encode_speaker_row, fit_or_load_face_model, speaker_identity_row
+from stableface.face.landmarks import BACKENDS, LandmarkBackend, make_backend
 from stableface.io.storage import Storage
 from stableface.ray_jobs.runtime import ensure_ray, node_id
 
@@ -41,25 +44,30 @@ MAX_GROUP_PARTITIONS = 64  # the speaker group-by shuffles to at most this many 
 ROW_COLUMN = "row_json"
 
 
-class VideoStage:
-    """Ray Data actor: one landmark backend per actor, one video per call."""
+@functools.lru_cache(maxsize=len(BACKENDS))
+def _worker_backend(name: str) -> LandmarkBackend:
+    """One landmark backend per worker process and name, reused by the videos its tasks extract.
 
-    def __init__(self, cfg: PreprocessJobConfig):
-        from stableface.face.landmarks import make_backend
+    Tasks rather than an actor pool: the backend is cheap to build and to keep per worker process
+    (MediaPipe builds its graph per video anyway), and Ray Data retries a task whose worker dies,
+    with no actor restarts to configure.
+    """
+    return make_backend(name)
 
-        self.cfg = cfg
-        self.storage = Storage(cfg.storage)
-        self.layout = DatasetLayout(cfg.dataset_uri)
-        self.backend = make_backend(cfg.face.backend)
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+def _video_stage(cfg: PreprocessJobConfig):
+    def extract(batch: pd.DataFrame) -> pd.DataFrame:
+        storage, layout = Storage(cfg.storage), DatasetLayout(cfg.dataset_uri)
+        backend = _worker_backend(cfg.face.backend)
         rows = []
         for entry in batch.to_dict(orient="records"):
-            row = extract_video_row(entry, self.cfg, self.storage, self.layout, self.backend)
+            row = extract_video_row(entry, cfg, storage, layout, backend)
             rows.append(
                 {"speaker": entry["speaker"], ROW_COLUMN: json.dumps({**row, "extract_node": node_id()})}
             )
         return pd.DataFrame(rows)
+
+    return extract
 
 
 def _identity_stage(cfg: PreprocessJobConfig):
@@ -80,10 +88,6 @@ def _encode_stage(cfg: PreprocessJobConfig, face_model: tuple[str | None, str]):
         return pd.DataFrame(out)
 
     return encode
-
-
-def _spread() -> dict[str, str]:
-    return {"scheduling_strategy": "SPREAD"}
 
 
 def select_entries(cfg: PreprocessJobConfig, storage: Storage) -> list[dict[str, str]]:
@@ -111,18 +115,16 @@ def process_on_ray(
 
     ensure_ray(cfg.ray)
     n_speakers = len({e["speaker"] for e in todo})
-    actors = cfg.concurrency or max(1, min(len(todo), int(ray.cluster_resources().get("CPU", 1))))
+    workers = cfg.concurrency or max(1, min(len(todo), int(ray.cluster_resources().get("CPU", 1))))
     video_rows = (
-        ray.data.from_items(todo)
+        ray.data.from_items(todo, override_num_blocks=len(todo))
         .map_batches(
-            VideoStage,
-            fn_constructor_kwargs={"cfg": cfg},
+            _video_stage(cfg),
             batch_size=1,
             batch_format="pandas",
-            concurrency=actors,
+            compute=ray.data.TaskPoolStrategy(size=workers),
+            # Ray Data SPREADs tasks with small arguments (a catalog row) over the cluster's nodes.
             num_cpus=1,
-            # Spread the actors over the cluster's nodes instead of packing the first ones.
-            ray_remote_args_fn=_spread,
         )
         .materialize()
     )
