@@ -59,14 +59,16 @@ class RemoteStages:
     def predict_mouth(self, mel: np.ndarray, starts: np.ndarray) -> np.ndarray:
         return self._result(self.audio2expression.predict.remote(mel, starts))
 
-    def smooth(self, shapes: np.ndarray, expression: np.ndarray) -> np.ndarray:
-        return self._result(self.smoothing.smooth.remote(shapes, expression))
+    def smoothing_weights(self, expression: np.ndarray) -> np.ndarray:
+        return self._result(self.smoothing.weights.remote(expression))
 
     def render(self, background: np.ndarray, shape: np.ndarray, audio: np.ndarray | None) -> np.ndarray:
         return self._result(self.renderer.render.remote((background, shape, audio)))
 
     def as_stages(self) -> NeuralStages:
-        return NeuralStages(predict_mouth=self.predict_mouth, smooth=self.smooth, render=self.render)
+        return NeuralStages(
+            predict_mouth=self.predict_mouth, smoothing_weights=self.smoothing_weights, render=self.render
+        )
 
 
 @serve.deployment(

@@ -7,7 +7,8 @@ routes a speaker's calls to replicas that already hold its model. The stages run
 array functions, the same ones :func:`stableface.inference.dub_files` runs in the bulk job:
 
 - :class:`Audio2Expression` -> :func:`stableface.inference.predict_mouth`;
-- :class:`Smoothing` -> :func:`stableface.inference.smooth_shapes`;
+- :class:`Smoothing` -> :func:`stableface.inference.smoothing_weights` (the compositor applies them
+  to its face-shape images, so no image crosses the wire for smoothing);
 - :class:`Renderer` -> :func:`stableface.inference.render_windows`, with ``@serve.batch`` gathering
   the renderer windows of concurrent requests (of one speaker) into one forward pass.
 
@@ -25,7 +26,7 @@ from ray import serve
 
 from serve.settings import from_payload
 from serve.stores import ModelStore
-from stableface.inference import predict_mouth, render_windows, resolve_device, smooth_shapes
+from stableface.inference import predict_mouth, render_windows, resolve_device, smoothing_weights
 from stableface.io.storage import Storage
 from stableface.speaker_model import SpeakerModel
 from stableface.utils.logging import configure_logging
@@ -146,16 +147,20 @@ class Audio2Expression(SpeakerModels):
     ray_actor_options={"num_cpus": STAGE_CPUS},
 )
 class Smoothing(SpeakerModels):
-    """Face-shape images -> adaptively smoothed face-shape images."""
+    """Expression sequence -> the adaptive smoothing weights of its face-shape images."""
 
     def __init__(self, payload: dict[str, Any]):
         self.setup_models(payload)
 
-    async def smooth(self, shapes: np.ndarray, expression: np.ndarray) -> np.ndarray:
-        """Shapes (L, S, S) and expression (L, E) of consecutive frames -> smoothed shapes (L, S, S)."""
+    async def weights(self, expression: np.ndarray) -> np.ndarray:
+        """Expression (N, E) of a whole output -> per-frame smoothing weights (N, K)."""
         model = await self.speaker_model()
         return await asyncio.to_thread(
-            smooth_shapes, model.networks.smoothing, shapes, expression, self.device
+            smoothing_weights,
+            model.networks.smoothing,
+            expression,
+            self.config.dub.inference.expression_chunk_frames,
+            self.device,
         )
 
 

@@ -9,12 +9,12 @@ from torch import nn
 
 from stableface.audio.features import AudioFeatureConfig, frame_windows, log_mel, window_starts
 from stableface.inference.config import InferenceConfig
-from stableface.inference.render import render_windows, smooth_shapes
+from stableface.inference.render import apply_smoothing, render_windows, smoothing_weights
 from stableface.inference.speech import audio_windows, predict_mouth
 from stableface.inference.timeline import WindowBlender, WindowLayout, context_range
 from stableface.io.audio import read_audio
 from stableface.models import build_models, compose_model_config
-from stableface.models.smoothing import receptive_radius
+from stableface.models.smoothing import kernel_radius
 
 CPU = torch.device("cpu")
 
@@ -84,28 +84,54 @@ def networks():
     return models.eval()
 
 
-def test_chunked_smoothing_with_context_equals_smoothing_the_whole_sequence(networks):
+def _smooth_whole(networks, shapes, expression) -> np.ndarray:
+    """The training-time smoothing of the whole sequence at once (the module's own forward)."""
+    with torch.inference_mode():
+        smoothed, _ = networks.smoothing(torch.from_numpy(shapes)[None], torch.from_numpy(expression)[None])
+    return smoothed[0].numpy()  # (N, S, S)
+
+
+def test_weights_by_pieces_equal_the_weights_of_the_whole_sequence(networks):
+    rng = np.random.default_rng(0)
+    n_frames = 50
+    expression = rng.standard_normal((n_frames, networks.config.smoothing.expression_dim)).astype(np.float32)
+    with torch.inference_mode():
+        whole = networks.smoothing.weights(torch.from_numpy(expression)[None])[0].numpy()  # (N, K)
+    for piece in (7, 16, 50, 1000):
+        weights = smoothing_weights(networks.smoothing, expression, piece, CPU)
+        assert weights.shape == (n_frames, networks.config.smoothing.kernel_size)
+        np.testing.assert_allclose(weights, whole, atol=1e-6)
+    # Pieces without their context would replicate-pad inside the sequence: the context matters.
+    with torch.inference_mode():
+        naive = np.concatenate(
+            [
+                networks.smoothing.weights(torch.from_numpy(expression[s : s + 7])[None])[0].numpy()
+                for s in range(0, n_frames, 7)
+            ]
+        )
+    assert np.abs(naive - whole).max() > 1e-3
+
+
+def test_chunked_smoothing_with_kernel_context_is_exactly_the_whole_sequence(networks):
     rng = np.random.default_rng(0)
     n_frames, size = 50, 16
     shapes = rng.random((n_frames, size, size), dtype=np.float32)
     expression = rng.standard_normal((n_frames, networks.config.smoothing.expression_dim)).astype(np.float32)
-    whole = smooth_shapes(networks.smoothing, shapes, expression, CPU)
+    weights = smoothing_weights(networks.smoothing, expression, 1000, CPU)  # (N, K)
+    whole = apply_smoothing(shapes, weights)
     assert not np.allclose(whole, shapes)  # it does smooth
-    radius = receptive_radius(networks.config.smoothing)
-    for chunk in (7, 16):
+    np.testing.assert_allclose(whole, _smooth_whole(networks, shapes, expression), atol=1e-5)
+    radius = kernel_radius(networks.config.smoothing)
+    for chunk in (1, 7, 16):
         pieces = []
         for start in range(0, n_frames, chunk):
             stop = min(start + chunk, n_frames)
             lo, hi = context_range(start, stop, radius, n_frames)
-            smoothed = smooth_shapes(networks.smoothing, shapes[lo:hi], expression[lo:hi], CPU)
-            pieces.append(smoothed[start - lo : stop - lo])
-        np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-5)
+            pieces.append(apply_smoothing(shapes[lo:hi], weights[lo:hi])[start - lo : stop - lo])
+        np.testing.assert_array_equal(np.concatenate(pieces), whole)  # bit for bit: streaming changes nothing
     # Without the context, chunk edges would be replicate-padded and differ: the context matters.
     naive = np.concatenate(
-        [
-            smooth_shapes(networks.smoothing, shapes[s : s + 7], expression[s : s + 7], CPU)
-            for s in range(0, n_frames, 7)
-        ]
+        [apply_smoothing(shapes[s : s + 7], weights[s : s + 7]) for s in range(0, n_frames, 7)]
     )
     assert np.abs(naive - whole).max() > 1e-3
 

@@ -369,8 +369,10 @@ class FaceModel:
                 f"expected ({N_VERTICES}, 3) or ({n_frames}, {N_VERTICES}, 3), got {identity.shape}",
             )
         mesh = np.broadcast_to(identity, (n_frames, N_VERTICES, 3)).copy()
-        mouth_offsets = coefficients[:, self.mouth_slice] @ self.mouth_basis  # (T, 3M)
-        upper_offsets = coefficients[:, self.upper_slice] @ self.upper_basis  # (T, 3U)
+        # einsum, not BLAS matmul: BLAS rounds a row differently depending on how many rows come
+        # with it, and streaming inference decodes chunks of frames that must match the whole.
+        mouth_offsets = np.einsum("te,ed->td", coefficients[:, self.mouth_slice], self.mouth_basis)  # (T, 3M)
+        upper_offsets = np.einsum("te,ed->td", coefficients[:, self.upper_slice], self.upper_basis)  # (T, 3U)
         mesh[:, self.mouth_vertices] += mouth_offsets.reshape(n_frames, -1, 3)
         mesh[:, self.upper_vertices] += upper_offsets.reshape(n_frames, -1, 3)
         return mesh

@@ -6,7 +6,7 @@ Composable, Ray-free stages (array in, array out), in pipeline order:
 - :func:`load_speech`, :func:`predict_mouth` (audio2expression) over :func:`audio_windows`;
 - :func:`source_index_map` (trim / ping-pong), :class:`WindowLayout` + :class:`WindowBlender` (renderer windows);
 - :func:`posed_meshes`, :func:`shape_images`, :func:`mouth_region_masks`, :func:`backgrounds`
-  (the renderer's inputs), :func:`smooth_shapes`, :func:`render_windows`;
+  (the renderer's inputs), :func:`smoothing_weights` + :func:`apply_smoothing`, :func:`render_windows`;
 - :func:`composite_face`, :func:`draw_mark`, :func:`provenance_tags`;
 - :class:`NeuralStages`: the three network calls as array functions (local, or a server's remote ones);
 - :func:`dub` / :func:`dub_files`: all of it, streamed, from URIs to an atomically written mp4.
@@ -45,9 +45,10 @@ _EXPORTS = {
     "DubResult": "pipeline",
     "dub": "pipeline",
     "dub_files": "pipeline",
+    "apply_smoothing": "render",
     "render_windows": "render",
     "resolve_device": "render",
-    "smooth_shapes": "render",
+    "smoothing_weights": "render",
     "SourceTrack": "source",
     "model_key": "source",
     "prepare_source": "source",

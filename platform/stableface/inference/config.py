@@ -29,8 +29,9 @@ class InferenceConfig:
     # Memory holds about this many full-resolution source frames (plus one renderer window).
     chunk_frames: int = 32
     render_batch_windows: int = 1  # renderer windows per forward pass (CPU: 1 is fastest; raise on GPU)
-    # audio2expression runs on pieces of this many frames with this much audio context each side,
-    # so memory stays flat for any audio length (the networks train on sequences of seconds).
+    # audio2expression (and the smoothing weights) run on pieces of this many frames with this much
+    # audio context each side, so memory stays flat for any audio length (the networks train on
+    # sequences of seconds).
     expression_chunk_frames: int = 500
     expression_context_frames: int = 50
     # The renderer's background is the source crop blanked over the union of the source's and

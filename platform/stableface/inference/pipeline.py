@@ -5,7 +5,8 @@ One pass over the output frames in chunks of whole renderer windows:
 1. once: the speech (16 kHz for features, ``encode.audio_rate`` for the track), the prepared source
    (:func:`~stableface.inference.source.prepare_source` unless given), the output -> source frame
    map (trim or ping-pong) and the predicted mouth expression for all N frames (small arrays);
-2. per chunk: face shapes and smoothing over the chunk plus the smoothing context, the chunk's
+   and the smoothing weights of all N frames from that expression;
+2. per chunk: face shapes and their smoothing over the chunk plus the kernel's context, the chunk's
    source frames (:class:`~stableface.inference.frames.FrameSource`), crops, masks and eroded
    backgrounds, the renderer over overlapping windows cross-faded by
    :class:`~stableface.inference.timeline.WindowBlender`, and every frame the blender completes is
@@ -42,7 +43,7 @@ from stableface.inference.faces import (
 )
 from stableface.inference.frames import FrameSource
 from stableface.inference.inputs import check_speaker_model, errors_naming, load_speech
-from stableface.inference.render import resolve_device, to_model_range, to_pixels
+from stableface.inference.render import apply_smoothing, resolve_device, to_model_range, to_pixels
 from stableface.inference.source import SourceTrack, prepare_source
 from stableface.inference.speech import audio_windows
 from stableface.inference.stages import NeuralStages
@@ -57,7 +58,7 @@ from stableface.inference.timeline import (
 from stableface.io.audio import read_audio
 from stableface.io.storage import Storage
 from stableface.io.video import VideoWriter
-from stableface.models.smoothing import receptive_radius
+from stableface.models.smoothing import kernel_radius
 from stableface.speaker_model import SpeakerModel
 from stableface.utils.progress import Progress
 
@@ -188,6 +189,9 @@ def dub_files(
     source_index = source_index_map(n_frames, source.n_frames)  # (N,)
     expression = source.expression[source_index].copy()  # (N, E)
     expression[:, model.face_model.mouth_slice] = mouth
+    with timer("smoothing"):
+        # Once for the whole output, so every chunk applies exactly the weights the whole would.
+        weights = stages.smoothing_weights(expression)  # (N, K)
 
     width, height = source.width + source.width % 2, source.height + source.height % 2  # yuv420p
     if (width, height) != (source.width, source.height):
@@ -202,7 +206,9 @@ def dub_files(
         else renderer_config.sequence_length // 2,
     )
     progress = Progress(f"dub {Path(str(video_uri)).name}", total=n_frames, unit="frames")
-    stream = _ChunkRenderer(model, source, expression, source_index, mel, starts, config, stages, timer)
+    stream = _ChunkRenderer(
+        model, source, expression, weights, source_index, mel, starts, config, stages, timer
+    )
     with (
         FrameSource(video_path, video_uri) as frames,
         VideoWriter(
@@ -243,13 +249,14 @@ def _pad_even(frame: np.ndarray, height: int, width: int) -> np.ndarray:
 class _ChunkRenderer:
     """The per-chunk stages of :func:`dub_files`, yielding finished full-resolution frames in order."""
 
-    def __init__(self, model, source, expression, source_index, mel, starts, config, stages, timer):
+    def __init__(self, model, source, expression, weights, source_index, mel, starts, config, stages, timer):
         self.model, self.source, self.config = model, source, config
-        self.expression, self.source_index = expression, source_index  # (N, E), (N,)
+        self.expression, self.weights = expression, weights  # (N, E), (N, K)
+        self.source_index = source_index  # (N,)
         self.mel, self.starts = mel, starts
         self.stages, self.timer = stages, timer
         self.size = model.image_size
-        self.radius = receptive_radius(model.networks.config.smoothing)
+        self.radius = kernel_radius(model.networks.config.smoothing)
         self.fusion = model.networks.config.renderer.audio_fusion
 
     def frames(self, layout: WindowLayout, frame_source: FrameSource) -> Iterator[np.ndarray]:
@@ -275,7 +282,7 @@ class _ChunkRenderer:
             new_meshes = posed_meshes(model, self.expression[lo:hi], pose)  # (Lc, 478, 3)
             shapes = shape_images(model, new_meshes, size)  # (Lc, S, S)
         with timer("smoothing"):
-            smoothed = self.stages.smooth(shapes, self.expression[lo:hi])  # (Lc, S, S)
+            smoothed = apply_smoothing(shapes, self.weights[lo:hi])  # (Lc, S, S)
         inner = slice(span[0] - lo, span[1] - lo)
         span_index = index[inner]
         first_source = int(span_index.min())

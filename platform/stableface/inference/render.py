@@ -1,9 +1,11 @@
 """The neural stages on arrays: adaptive smoothing of face shapes, and the renderer over windows.
 
-Smoothing of a chunk is computed with :func:`stableface.models.smoothing.receptive_radius` frames
-of real context on each side (the caller slices them from the whole sequence), so the chunked
-result equals smoothing the whole sequence at once; replicate padding happens only at the true
-sequence ends, where the network's own padding puts it.
+Smoothing is split in two so that streaming in chunks changes no output pixel: the per-frame weights
+come from the whole output's expression sequence once (:func:`smoothing_weights`, in pieces whose
+bounds depend only on the sequence length), and each chunk applies them to its face-shape images
+with :func:`~stableface.models.smoothing.kernel_radius` frames of real context each side
+(:func:`apply_smoothing`, element-wise, so exact whatever the chunk). Replicate padding happens only
+at the true sequence ends, where the network's own padding puts it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 
 from stableface.data.sequences import PIXEL_SCALE
 from stableface.models.renderer import Renderer
-from stableface.models.smoothing import TemporalSmoothing
+from stableface.models.smoothing import TemporalSmoothing, apply_temporal_kernel, weight_radius
 
 
 def resolve_device(name: str) -> torch.device:
@@ -23,15 +25,37 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def smooth_shapes(
-    smoothing: TemporalSmoothing, shapes: np.ndarray, expression: np.ndarray, device: torch.device
+def smoothing_weights(
+    smoothing: TemporalSmoothing, expression: np.ndarray, piece_frames: int, device: torch.device
 ) -> np.ndarray:
-    """Face-shape images (L, S, S) and expression (L, E) of consecutive frames -> smoothed images (L, S, S)."""
+    """Expression (N, E) of a whole output -> smoothing weights (N, K) float32, rows summing to 1.
+
+    Runs on pieces of ``piece_frames`` frames with :func:`weight_radius` frames of context each side
+    (dropped afterwards), so memory stays flat for any length.
+    """
+    n_frames, context = len(expression), weight_radius(smoothing.config)
+    pieces = []
     with torch.inference_mode():
-        shape_tensor = torch.from_numpy(np.ascontiguousarray(shapes, np.float32)).to(device)[None, :, None]
-        expression_tensor = torch.from_numpy(np.ascontiguousarray(expression, np.float32)).to(device)[None]
-        smoothed, _ = smoothing(shape_tensor, expression_tensor)  # (1, L, 1, S, S)
-        return smoothed[0, :, 0].float().cpu().numpy()
+        for first in range(0, n_frames, piece_frames):
+            stop = min(first + piece_frames, n_frames)
+            lo, hi = max(0, first - context), min(n_frames, stop + context)
+            piece = torch.from_numpy(np.ascontiguousarray(expression[lo:hi], np.float32)).to(device)
+            weights = smoothing.weights(piece[None])[0]  # (hi - lo, K)
+            pieces.append(weights[first - lo : stop - lo].float().cpu().numpy())
+    if not pieces:
+        return np.zeros((0, smoothing.config.kernel_size), np.float32)
+    return np.concatenate(pieces)
+
+
+def apply_smoothing(shapes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Face-shape images (L, S, S) of consecutive frames and their weights (L, K) -> smoothed (L, S, S).
+
+    Frames within K // 2 of either end of the run are replicate-padded: pass that much context.
+    """
+    with torch.inference_mode():
+        shape_tensor = torch.from_numpy(np.ascontiguousarray(shapes, np.float32))[None]  # (1, L, S, S)
+        weight_tensor = torch.from_numpy(np.ascontiguousarray(weights, np.float32))[None]  # (1, L, K)
+        return apply_temporal_kernel(shape_tensor, weight_tensor)[0].numpy()
 
 
 def to_model_range(images: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from stableface.inference.config import InferenceConfig
-from stableface.inference.render import render_windows, smooth_shapes
+from stableface.inference.render import render_windows, smoothing_weights
 from stableface.inference.speech import predict_mouth
 from stableface.speaker_model import SpeakerModel
 
@@ -25,8 +25,8 @@ class NeuralStages:
 
     # log-mel (M_frames, n_mels), window starts (N,) -> mouth expression (N, n_mouth)
     predict_mouth: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    # face shapes (L, S, S), expression (L, E) of consecutive frames -> smoothed shapes (L, S, S)
-    smooth: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    # expression (N, E) of the whole output -> per-frame smoothing weights (N, K) for the face shapes
+    smoothing_weights: Callable[[np.ndarray], np.ndarray]
     # background (B, L, 3, S, S), smoothed shape (B, L, S, S), audio (B, L, W, M) or None -> (B, L, 3, S, S)
     render: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
 
@@ -47,7 +47,9 @@ class NeuralStages:
             predict_mouth=lambda mel, starts: predict_mouth(
                 networks.audio2expression, mel, starts, model.audio, config, device
             ),
-            smooth=lambda shapes, expression: smooth_shapes(networks.smoothing, shapes, expression, device),
+            smoothing_weights=lambda expression: smoothing_weights(
+                networks.smoothing, expression, config.expression_chunk_frames, device
+            ),
             render=lambda background, shape, audio: render_windows(
                 networks.renderer, background, shape, audio, device
             ),
