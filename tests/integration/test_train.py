@@ -64,9 +64,16 @@ def _rendered_l1(model: SpeakerModel, dataset: str, video_id: str) -> float:
 
 @pytest.fixture(scope="module")
 def ddp_run(ray_local, grid_dataset, tmp_path_factory):
-    output = str(tmp_path_factory.mktemp("train_ddp") / "models")
-    cfg = _config(grid_dataset, output, "schedule.record_sample_ids=true")
-    return cfg, run(cfg)
+    """The 2-worker run, started with relative local URIs as a user types them (Ray Train runs its
+    workers in other folders); returns its config with those URIs absolute, and its result."""
+    root = tmp_path_factory.mktemp("train_ddp")
+    started_in = os.getcwd()
+    os.chdir(root)
+    try:
+        result = run(_config(os.path.relpath(grid_dataset), "models", "schedule.record_sample_ids=true"))
+    finally:
+        os.chdir(started_in)
+    return _config(grid_dataset, str(root / "models"), "schedule.record_sample_ids=true"), result
 
 
 def test_two_worker_ddp_run_trains_both_stages_and_exports_a_model(ddp_run, grid_dataset):

@@ -161,3 +161,21 @@ def test_published_local_files_follow_the_umask(tmp_path):
     os.umask(umask)
     for name in ("a.bin", "b.bin"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_job_configs_get_absolute_local_uris_and_keep_s3_ones(tmp_path, monkeypatch):
+    from stableface.config import compose, with_absolute_uris
+
+    monkeypatch.chdir(tmp_path)
+    train = with_absolute_uris(
+        compose("train", ["dataset_uri=data/ds", "output_uri=s3://bucket/models", "run_uri='~/runs/a'"])
+    )
+    assert train.dataset_uri == str(tmp_path / "data" / "ds")
+    assert train.output_uri == "s3://bucket/models"
+    assert train.run_uri == os.path.expanduser("~/runs/a")
+    assert train.audio2expression_uri is None
+    audit = with_absolute_uris(compose("audit", ["catalog=videos", "compare_with=file://dubs/v"]))
+    assert (audit.catalog, audit.compare_with) == (str(tmp_path / "videos"), str(tmp_path / "dubs" / "v"))
+    assert audit.output_uri == str(tmp_path / "outputs" / "audit")  # the default, relative, resolved too
+    with pytest.raises(InvalidURI, match="unsupported storage scheme 'gs://'"):
+        with_absolute_uris(compose("dub", ["catalog=gs://bucket/rows.csv"]))

@@ -3,15 +3,31 @@
 - :func:`compose` builds a job's config object from its name and ``key=value`` overrides
   (what the ``stableface`` CLI and the tests use);
 - ``jobs/*.py`` use ``@hydra.main(config_path="pkg://stableface.conf")`` over the same files;
-- :func:`to_dict` / :func:`from_dict` round-trip configs through checkpoints and manifests.
+- :func:`to_dict` / :func:`from_dict` round-trip configs through checkpoints and manifests;
+- :func:`with_absolute_uris`: what every job does first, so its workers find the same local files.
 """
 
 # isort: off
-from stableface.config.store import compose, from_dict, register_configs, to_dict, to_yaml
+from stableface.config.store import (
+    compose,
+    from_dict,
+    register_configs,
+    to_dict,
+    to_yaml,
+    with_absolute_uris,
+)
 
 # Last: the job schemas import model and training modules, which import to_dict/from_dict from here.
 from stableface.config.jobs import JOB_CONFIGS
 
 # isort: on
 
-__all__ = ["JOB_CONFIGS", "compose", "from_dict", "register_configs", "to_dict", "to_yaml"]
+__all__ = [
+    "JOB_CONFIGS",
+    "compose",
+    "from_dict",
+    "register_configs",
+    "to_dict",
+    "to_yaml",
+    "with_absolute_uris",
+]

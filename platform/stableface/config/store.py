@@ -43,6 +43,28 @@ def compose(job_name: str, overrides: Sequence[str] = ()) -> Any:
     return OmegaConf.to_object(cfg)
 
 
+URI_FIELDS = ("catalog", "compare_with")  # besides every field whose name ends in _uri
+
+
+def with_absolute_uris(config: T) -> T:
+    """A copy of a job config whose local paths in URI fields (``*_uri``, ``catalog``, ``compare_with``)
+    are absolute.
+
+    Jobs call it where they start: their Ray workers may run in another directory (Ray Train moves
+    each worker into its run's folder), where a relative path would name another file.
+    """
+    from stableface.io.storage import absolute_uri
+
+    changes = {
+        field.name: absolute_uri(value)
+        for field in dataclasses.fields(config)  # type: ignore[arg-type]
+        if (field.name.endswith("_uri") or field.name in URI_FIELDS)
+        and isinstance(value := getattr(config, field.name), str)
+        and value
+    }
+    return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A plain, JSON/YAML-serialisable dict of a config dataclass."""
     return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)  # type: ignore[return-value]

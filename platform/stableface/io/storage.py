@@ -70,6 +70,13 @@ def join(base: str, *parts: str) -> str:
     return uri
 
 
+def absolute_uri(uri: str) -> str:
+    """``uri`` with a local path made absolute against the current directory; s3:// URIs unchanged."""
+    if is_s3(uri):
+        return str(uri)
+    return os.path.abspath(_local_path(uri))
+
+
 def basename(uri: str) -> str:
     return str(uri).rstrip("/").rsplit("/", 1)[-1]
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stableface.config import to_dict
+from stableface.config import to_dict, with_absolute_uris
 from stableface.config.jobs import AuditJobConfig
 from stableface.data.catalog import list_video_catalog
 from stableface.data.results import write_results
@@ -220,6 +220,7 @@ def _median(rows: list[dict[str, Any]], column: str) -> float | None:
 
 def run(cfg: AuditJobConfig) -> dict[str, Any]:
     """Audit ``cfg.catalog`` (and ``cfg.compare_with``); returns a summary with the output URIs."""
+    cfg = with_absolute_uris(cfg)
     from stableface.ray_jobs.runtime import ensure_ray
 
     started = time.monotonic()

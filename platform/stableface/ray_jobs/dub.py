@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stableface.config import to_dict
+from stableface.config import to_dict, with_absolute_uris
 from stableface.config.jobs import DubJobConfig
 from stableface.data.results import write_results
 from stableface.inference.batch import (
@@ -157,6 +157,7 @@ def _finished_at_driver(entry: dict[str, Any], cfg: DubJobConfig, storage: Stora
 
 def run(cfg: DubJobConfig) -> dict[str, Any]:
     """Dub every row of ``cfg.catalog``; returns the summary (also written to ``summary.json``)."""
+    cfg = with_absolute_uris(cfg)
     started = time.monotonic()
     storage = Storage(cfg.storage)
     entries = read_dub_catalog(cfg.catalog, cfg.models_uri, cfg.output_uri, storage)

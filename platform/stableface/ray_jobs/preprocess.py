@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from stableface.config import with_absolute_uris
 from stableface.config.jobs import PreprocessJobConfig
 from stableface.data.catalog import list_video_catalog
 from stableface.data.extract import extract_video_row
@@ -140,6 +141,7 @@ def process_on_ray(
 
 
 def run(cfg: PreprocessJobConfig) -> dict[str, Any]:
+    cfg = with_absolute_uris(cfg)
     started = time.monotonic()
     storage = Storage(cfg.storage)
     layout = DatasetLayout(cfg.dataset_uri)

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from stableface.config import to_dict
+from stableface.config import to_dict, with_absolute_uris
 from stableface.config.jobs import TrainJobConfig
 from stableface.errors import InputError, StorageNotFound
 from stableface.io.storage import Storage, join
@@ -190,6 +190,7 @@ def fit_stage(
 
 
 def run(cfg: TrainJobConfig) -> dict[str, Any]:
+    cfg = with_absolute_uris(cfg)  # Ray Train runs each worker in its own folder
     started = time.monotonic()
     storage = Storage(cfg.storage)
     plan = plan_run(cfg, storage)
