@@ -19,6 +19,10 @@ class InputError(StableFaceError):
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
 
+    def __reduce__(self):
+        # Ray (and pickle) rebuild an exception from its args by default; ours are (source, problem).
+        return type(self), (self.source, self.problem)
+
 
 class StorageNotFound(InputError):
     """A local path or object URI does not exist."""
