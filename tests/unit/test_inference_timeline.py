@@ -13,6 +13,7 @@ from stableface.inference.timeline import (
     chunk_windows,
     context_range,
     is_pingpong,
+    run_in_pieces,
     source_index_map,
 )
 
@@ -119,3 +120,20 @@ def test_chunks_and_context_ranges():
     assert chunk_windows(7, 3) == [(0, 3), (3, 6), (6, 7)]
     assert context_range(10, 20, 5, 100) == (5, 25)
     assert context_range(2, 98, 5, 100) == (0, 100)  # clipped to the sequence: no padding inside it
+
+
+@pytest.mark.parametrize("piece_frames", [1, 3, 7, 50])
+def test_pieces_with_enough_context_reproduce_the_whole_sequence(piece_frames):
+    signal = np.random.default_rng(0).normal(size=(23, 2))  # (N, 2)
+    radius = 2
+
+    def moving_sum(lo: int, hi: int) -> np.ndarray:  # each row needs `radius` neighbours per side
+        padded = np.pad(signal[lo:hi], ((radius, radius), (0, 0)))
+        return np.stack([padded[i : i + 2 * radius + 1].sum(0) for i in range(hi - lo)])
+
+    whole = moving_sum(0, len(signal))  # (N, 2), zero-padded at the ends like every piece
+    pieces = run_in_pieces(len(signal), piece_frames, radius, moving_sum, empty=np.zeros((0, 2)))
+    np.testing.assert_allclose(pieces, whole, atol=1e-12)
+    short = run_in_pieces(len(signal), piece_frames, radius - 1, moving_sum, empty=np.zeros((0, 2)))
+    assert piece_frames >= len(signal) or not np.allclose(short, whole)  # too little context shows
+    assert run_in_pieces(0, piece_frames, radius, moving_sum, empty=np.zeros((0, 2))).shape == (0, 2)

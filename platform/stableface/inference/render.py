@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from stableface.data.sequences import PIXEL_SCALE
+from stableface.inference.timeline import run_in_pieces
 from stableface.models.renderer import Renderer
 from stableface.models.smoothing import TemporalSmoothing, apply_temporal_kernel, weight_radius
 
@@ -33,18 +34,16 @@ def smoothing_weights(
     Runs on pieces of ``piece_frames`` frames with :func:`weight_radius` frames of context each side
     (dropped afterwards), so memory stays flat for any length.
     """
-    n_frames, context = len(expression), weight_radius(smoothing.config)
-    pieces = []
+
+    def weights(lo: int, hi: int) -> np.ndarray:
+        piece = torch.from_numpy(np.ascontiguousarray(expression[lo:hi], np.float32)).to(device)
+        return smoothing.weights(piece[None])[0].float().cpu().numpy()  # (hi - lo, K)
+
     with torch.inference_mode():
-        for first in range(0, n_frames, piece_frames):
-            stop = min(first + piece_frames, n_frames)
-            lo, hi = max(0, first - context), min(n_frames, stop + context)
-            piece = torch.from_numpy(np.ascontiguousarray(expression[lo:hi], np.float32)).to(device)
-            weights = smoothing.weights(piece[None])[0]  # (hi - lo, K)
-            pieces.append(weights[first - lo : stop - lo].float().cpu().numpy())
-    if not pieces:
-        return np.zeros((0, smoothing.config.kernel_size), np.float32)
-    return np.concatenate(pieces)
+        return run_in_pieces(
+            len(expression), piece_frames, weight_radius(smoothing.config), weights,
+            empty=np.zeros((0, smoothing.config.kernel_size), np.float32),
+        )  # fmt: skip
 
 
 def apply_smoothing(shapes: np.ndarray, weights: np.ndarray) -> np.ndarray:

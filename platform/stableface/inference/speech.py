@@ -14,6 +14,7 @@ import torch
 
 from stableface.audio.features import AudioFeatureConfig
 from stableface.inference.config import InferenceConfig
+from stableface.inference.timeline import run_in_pieces
 from stableface.models.audio2expression import Audio2Expression
 
 
@@ -38,16 +39,13 @@ def predict_mouth(
     device: torch.device,
 ) -> np.ndarray:
     """Mouth expression (N, n_mouth) float32 for the N output frames whose windows start at ``starts`` (N,)."""
-    n_frames = len(starts)
-    chunk, context = config.expression_chunk_frames, config.expression_context_frames
-    pieces = []
+
+    def mouth(lo: int, hi: int) -> np.ndarray:
+        windows = torch.from_numpy(audio_windows(mel, starts[lo:hi], audio_config)).to(device)  # (L, W, M)
+        return network(windows[None])[0].float().cpu().numpy()  # (L, n_mouth)
+
     with torch.inference_mode():
-        for first in range(0, n_frames, chunk):
-            stop = min(first + chunk, n_frames)
-            lo, hi = max(0, first - context), min(n_frames, stop + context)
-            windows = torch.from_numpy(audio_windows(mel, starts[lo:hi], audio_config)).to(
-                device
-            )  # (L, W, M)
-            mouth = network(windows[None])[0]  # (L, n_mouth)
-            pieces.append(mouth[first - lo : stop - lo].float().cpu().numpy())
-    return np.concatenate(pieces) if pieces else np.zeros((0, network.config.mouth_dim), np.float32)
+        return run_in_pieces(
+            len(starts), config.expression_chunk_frames, config.expression_context_frames, mouth,
+            empty=np.zeros((0, network.config.mouth_dim), np.float32),
+        )  # fmt: skip

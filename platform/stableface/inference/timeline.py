@@ -12,6 +12,7 @@ from one window's rendering to the next one's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,3 +173,24 @@ def chunk_windows(n_windows: int, windows_per_chunk: int) -> list[tuple[int, int
 def context_range(start: int, stop: int, radius: int, n_frames: int) -> tuple[int, int]:
     """``[start - radius, stop + radius)`` clipped to the sequence: the frames a chunk's smoothing needs."""
     return max(0, start - radius), min(n_frames, stop + radius)
+
+
+def run_in_pieces(
+    n_frames: int,
+    piece_frames: int,
+    context: int,
+    compute: Callable[[int, int], np.ndarray],
+    empty: np.ndarray,
+) -> np.ndarray:
+    """Per-frame rows (N, ...) of a sequence network, computed piece by piece so memory stays flat.
+
+    ``compute(lo, hi)`` returns the rows of frames ``[lo, hi)``: a piece of ``piece_frames`` frames
+    plus ``context`` frames each side (clipped to the sequence), which are dropped afterwards. The
+    pieces depend on ``n_frames`` only. ``empty`` is the result for a sequence of no frames.
+    """
+    pieces = []
+    for first in range(0, n_frames, piece_frames):
+        stop = min(first + piece_frames, n_frames)
+        lo, hi = context_range(first, stop, context, n_frames)
+        pieces.append(compute(lo, hi)[first - lo : stop - lo])
+    return np.concatenate(pieces) if pieces else empty
