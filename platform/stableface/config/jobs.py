@@ -22,7 +22,9 @@ class RayConfig:
     address: str | None = None  # None: $RAY_ADDRESS if set (ray job submit), else start a local Ray
     num_cpus: int | None = None  # local Ray only; None = all cores
     num_gpus: int | None = None  # local Ray only
-    include_dashboard: bool = False
+    # Local Ray only. The dashboard serves Ray's State API, which Ray Train's placement-group
+    # cleaner polls every second (without it each poll logs a warning) and `ray list` uses.
+    include_dashboard: bool = True
     namespace: str = "stableface"
 
 
