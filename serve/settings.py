@@ -14,13 +14,17 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from stableface.config import compose, from_dict, to_dict
+from stableface.config import compose, from_dict, to_dict, with_absolute_uris
 from stableface.config.jobs import ServeConfig
 from stableface.errors import InputError
 
 
 def load_settings(args: Mapping[str, Any] | None = None) -> ServeConfig:
-    """The composed ``serve`` config with ``args`` merged over it (nested dicts or dotted keys)."""
+    """The composed ``serve`` config with ``args`` merged over it (nested dicts or dotted keys).
+
+    Local store paths come back absolute, resolved where the app is built (``serve run``'s folder,
+    or the working_dir of ``serve deploy``), since replicas may run in other folders.
+    """
     base = OmegaConf.structured(compose("serve"))
     nested = {key: value for key, value in (args or {}).items() if "." not in str(key)}
     dotted = [f"{key}={value}" for key, value in (args or {}).items() if "." in str(key)]
@@ -30,7 +34,7 @@ def load_settings(args: Mapping[str, Any] | None = None) -> ServeConfig:
         raise InputError("serve args", str(error).splitlines()[0]) from error
     config: ServeConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     check_settings(config)
-    return config
+    return with_absolute_uris(config)
 
 
 def check_settings(config: ServeConfig) -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +103,9 @@ def test_settings_merge_nested_and_dotted_args_and_reject_bad_ones():
     assert config.limits.max_async_seconds == 600.0  # untouched default
     with pytest.raises(InputError, match="serve args"):
         load_settings({"modles_uri": "/m"})
+    relative = load_settings({"models_uri": "outputs/models", "jobs_uri": "s3://bucket/jobs"})
+    assert relative.models_uri == str(Path.cwd() / "outputs" / "models")
+    assert relative.jobs_uri == "s3://bucket/jobs"
     with pytest.raises(InputError, match=r"limits.max_upload_bytes: must be > 0"):
         load_settings({"limits": {"max_upload_bytes": 0}})
 

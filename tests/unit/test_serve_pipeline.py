@@ -20,7 +20,7 @@ from serve.stages import render_requests
 from serve.stores import JobStore, SourceStore
 from stableface.inference import load_speaker_model, render_windows
 from stableface.io.audio import read_audio, write_audio
-from stableface.io.storage import Storage
+from stableface.io.storage import Storage, absolute_uri
 from stableface.io.video import probe_video
 from stableface.models import build_renderer, compose_model_config
 
@@ -133,4 +133,4 @@ def test_serve_config_yaml_passes_serves_schema_and_builds_the_graph():
     built = build_app(application["args"])
     assert built._bound_deployment.name == "Ingress"
     settings = load_settings(application["args"])
-    assert settings.models_uri == application["args"]["models_uri"]
+    assert settings.models_uri == absolute_uri(application["args"]["models_uri"])  # resolved at build
