@@ -37,6 +37,12 @@ def pytest_configure(config):
     os.environ.setdefault("RAY_AUTH_MODE", DEFAULT_TEST_AUTH_MODE)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Run the multi-node tests last, together, so they share one ``two_node_cluster`` (it takes the
+    driver away from the embedded local Ray for as long as it is up)."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster") is not None)  # stable
+
+
 @pytest.fixture(scope="session", autouse=True)
 def aws_test_credentials():
     """Fake AWS credentials in the environment before anything starts Ray, so workers inherit them.
@@ -183,7 +189,7 @@ def bad_videos(tmp_path_factory, grid_clips) -> dict[str, Path]:
 LOCAL_CLUSTER_SCRIPT = REPO_ROOT / "cluster" / "local_cluster.py"
 LOCAL_RAY_OPTIONS = {
     "num_cpus": 2,
-    "include_dashboard": False,
+    "include_dashboard": True,  # as the jobs start it: Ray Train's placement-group cleaner needs it
     "namespace": "stableface-tests",
     "log_to_driver": False,
 }
@@ -225,9 +231,11 @@ def load_local_cluster():
     return module
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def two_node_cluster():
     """A head and one worker raylet on this machine (``cluster/local_cluster.py``), this process its driver.
+
+    Started once for the tests marked ``cluster``, which run last (``pytest_collection_modifyitems``).
 
     Yields the ``ClusterInfo``: ``address``, ``dashboard_url`` (job server), ``node_ids``
     ({"head": id, "worker-1": id}) and ``pin(name)`` (a ``resources=`` option that places a task

@@ -1,8 +1,9 @@
 """The whole product on a 2-node local Ray cluster with every input, checkpoint and output on S3.
 
-preprocess -> train (2 DDP workers, one per node) -> dub -> audit, then the training job again
-as a `ray job submit` with a runtime_env working_dir. The two raylets have separate temp dirs and
-every URI below is s3:// (the moto server), so nothing travels between nodes through local disk.
+preprocess (speakers spread over both nodes) -> train (2 DDP workers, one per node; checkpoints,
+logs and the model on S3) -> dub -> audit, then the training job again as a `ray job submit` with a
+runtime_env working_dir. The two raylets have separate temp dirs and every URI below is s3:// (the
+moto server), so nothing travels between nodes through local disk.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from stableface.io.audio import read_audio, write_audio
 from stableface.io.storage import Storage, join
 from stableface.io.video import probe_video
 from stableface.speaker_model import SpeakerModel
-from stableface.training.run_log import WORKERS
+from stableface.training.run_log import WORKERS, read_metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(1200)]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-N_CLIPS = 6
-TINY_TRAINING = ["speaker=s1", "model=tiny", "schedule=tiny", "scaling.num_workers=2"]
+N_CLIPS = 6  # grid/s1 clips: the speaker that is trained and dubbed
+N_OTHER_SPEAKERS = 2  # single-clip GRID speakers, preprocessed only: more speakers to spread
+# Stage 1 on s1 alone: the tiny schedule holds out 2 videos per speaker, more than the others have.
+TINY_TRAINING = ["speaker=s1", "stage1_speakers=[s1]", "model=tiny", "schedule=tiny", "scaling.num_workers=2"]
 JOB_TIMEOUT_S = 600
 # What the job's working_dir upload leaves out: the environment and local results, not code.
 WORKING_DIR_EXCLUDES = [".venv", ".git", "outputs", "examples", "docs", "**/__pycache__", "*.egg-info"]
@@ -55,14 +58,16 @@ def cluster_s3(two_node_cluster, s3_endpoint):
 
 
 def _upload_inputs(storage: Storage, bucket: str, grid_clips, shared_data, tmp_path) -> dict[str, str]:
-    clip_uris = []
+    clip_uris, catalog_rows = [], []
     for clip in grid_clips[:N_CLIPS]:
         clip_uris.append(f"{bucket}/raw/s1/{clip.name}")
         storage.upload_file(clip, clip_uris[-1])
-    storage.write_text(
-        f"{bucket}/raw/catalog.csv",
-        "video_uri,speaker\n" + "".join(f"{uri},s1\n" for uri in clip_uris),
-    )
+        catalog_rows.append(f"{clip_uris[-1]},s1\n")
+    for clip in sorted((shared_data / "grid" / "speakers").glob("*.mpg"))[:N_OTHER_SPEAKERS]:
+        uri = f"{bucket}/raw/{clip.stem}/{clip.name}"
+        storage.upload_file(clip, uri)
+        catalog_rows.append(f"{uri},{clip.stem}\n")
+    storage.write_text(f"{bucket}/raw/catalog.csv", "video_uri,speaker\n" + "".join(catalog_rows))
     speech = {
         "fr": (read_audio(shared_data / "speech" / "macron_12s.wav"), 0.5, 3.0),
         "en": (read_audio(shared_data / "speech" / "english_21s.wav"), 1.0, 3.4),
@@ -101,7 +106,10 @@ def test_preprocess_train_dub_audit_on_two_nodes_with_everything_on_s3(
         compose("preprocess", [f"catalog={inputs['catalog']}", f"dataset_uri={dataset}", "face.crop_size=128",
                                *common])
     )  # fmt: skip
-    assert (prep["videos_ok"], prep["speakers"]) == (N_CLIPS, 1)
+    assert (prep["videos_ok"], prep["speakers"]) == (N_CLIPS + N_OTHER_SPEAKERS, 1 + N_OTHER_SPEAKERS)
+    videos = storage.read_json(f"{dataset}/manifest.json")["videos"]
+    speakers_on = {node: {row["speaker"] for row in videos if row["extract_node"] == node} for node in nodes}
+    assert all(speakers_on.values()), f"not spread over both nodes: {speakers_on}"
 
     models = f"{bucket}/models"
     trained = train.run(
@@ -118,6 +126,14 @@ def test_preprocess_train_dub_audit_on_two_nodes_with_everything_on_s3(
             for rank in (0, 1)
         ]
         assert {record["node"] for record in records} == nodes, f"{stage} ranks not one per node: {records}"
+        stage_dir = join(models, "_training", logs)
+        assert [uri for uri in storage.list(stage_dir) if uri.endswith("/state.pt")], (
+            f"no checkpoint in {stage_dir}"
+        )
+        assert read_metrics(storage, join(stage_dir, "logs")), f"no metrics in {stage_dir}"
+        assert storage.list(join(stage_dir, "logs", "tensorboard"))
+    assert storage.exists(join(models, "_training", "audio2expression.pt"))
+    assert not Path("s3:").exists(), "an s3:// URI was written as a local path"
 
     dubs = f"{bucket}/dubs"
     dubbed = dub.run(

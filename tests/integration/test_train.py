@@ -1,4 +1,4 @@
-"""The training job on Ray Train: 2-worker DDP on CPU, a killed worker, checkpoints on S3.
+"""The training job on Ray Train: 2-worker DDP on CPU, a killed worker (S3 checkpoints: test_cluster_e2e).
 
 Tiny preset (32 px, T = 4) and the tiny schedule on ``grid_dataset`` (8 grid/s1 clips, 2 held out).
 """
@@ -208,28 +208,3 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(ddp_run, grid_dataset,
         "steps"
     ]
     assert after[-1] == final > resumed_at
-
-
-def test_checkpoints_and_outputs_on_s3(ray_local, grid_dataset, s3_bucket, s3_storage_config):
-    storage = Storage(s3_storage_config)
-    dataset = f"{s3_bucket}/datasets/grid"
-    for path in Path(grid_dataset).rglob("*"):
-        if path.is_file():
-            storage.upload_file(path, join(dataset, str(path.relative_to(grid_dataset))))
-    output = f"{s3_bucket}/models"
-    cfg = _config(dataset, output, f"storage.endpoint_url={s3_storage_config.endpoint_url}")
-    result = run(cfg)
-
-    model_uri = result["models"]["s1"]["model_uri"]
-    assert model_uri == f"{output}/s1"
-    model = SpeakerModel.load(model_uri, storage)
-    assert model.speaker == "s1" and model.metadata["training_summary"]["heldout"]
-    for stage in ("stage1", "stage2-s1"):
-        stage_dir = f"{output}/_training/{stage}"
-        assert [uri for uri in storage.list(stage_dir) if uri.endswith("/state.pt")], (
-            f"no checkpoint in {stage_dir}"
-        )
-        assert read_metrics(storage, f"{stage_dir}/logs"), f"no metrics in {stage_dir}"
-        assert storage.list(f"{stage_dir}/logs/tensorboard")
-    assert storage.exists(f"{output}/_training/audio2expression.pt")
-    assert not Path("s3:").exists()
