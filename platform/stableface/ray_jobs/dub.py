@@ -117,6 +117,8 @@ def dub_on_ray(entries: list[dict[str, Any]], cfg: DubJobConfig) -> list[dict[st
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cfg.cpus_per_actor,
             num_gpus=cfg.gpus_per_actor,
+            # Actor restarts still go as ray_remote_args: Ray warns that these are deprecated, but
+            # names no parameter for them yet (2.6x); they are what retries a crashed actor's rows.
             max_restarts=cfg.max_restarts,
             max_task_retries=cfg.max_task_retries,
         )
