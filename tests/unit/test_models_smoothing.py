@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from stableface.models import SmoothingConfig, count_parameters
 from stableface.models.checks import TensorShapeError
-from stableface.models.smoothing import TemporalSmoothing, receptive_radius
+from stableface.models.smoothing import TemporalSmoothing, kernel_radius, weight_radius
 
 EXPRESSION_DIM = 53
 
@@ -93,7 +93,7 @@ def test_shape_errors_name_the_input():
 
 
 @pytest.mark.parametrize("mode", ["adaptive", "gaussian"])
-def test_receptive_radius_is_how_far_one_smoothed_frame_reaches(mode):
+def test_kernel_and_weight_radii_are_how_far_one_smoothed_frame_reaches(mode):
     config = SmoothingConfig(mode=mode, kernel_size=5)
     torch.manual_seed(0)
     module = TemporalSmoothing(config).eval()
@@ -101,10 +101,13 @@ def test_receptive_radius_is_how_far_one_smoothed_frame_reaches(mode):
     shapes.requires_grad_(True)
     expression.requires_grad_(True)
     module(shapes, expression)[0][:, 7].sum().backward()
-    reach = shapes.grad.abs().sum(dim=(0, 2, 3, 4))  # (T,)
-    if expression.grad is not None:  # fixed kernels ignore the expression
-        reach = reach + expression.grad.abs().sum(dim=(0, 2))
-    touched = torch.nonzero(reach).flatten()
-    radius = receptive_radius(config)
-    assert radius == (5 if mode == "adaptive" else 2)
-    assert touched.min() == 7 - radius and touched.max() == 7 + radius
+    shape_reach = torch.nonzero(shapes.grad.abs().sum(dim=(0, 2, 3, 4))).flatten()  # frames of face shapes
+    assert kernel_radius(config) == 2
+    assert shape_reach.min() == 7 - kernel_radius(config) and shape_reach.max() == 7 + kernel_radius(config)
+    if mode == "adaptive":  # the weights come from the expression; fixed kernels ignore it
+        expression_reach = torch.nonzero(expression.grad.abs().sum(dim=(0, 2))).flatten()
+        assert weight_radius(config) == 5
+        assert expression_reach.min() == 7 - weight_radius(config)
+        assert expression_reach.max() == 7 + weight_radius(config)
+    else:
+        assert expression.grad is None or not expression.grad.any()

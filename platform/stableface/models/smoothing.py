@@ -121,14 +121,6 @@ def kernel_radius(config: SmoothingConfig) -> int:
     return config.kernel_size // 2
 
 
-def receptive_radius(config: SmoothingConfig) -> int:
-    """Frames each side that can influence one smoothed frame: inference chunks overlap by this much."""
-    shape_radius = kernel_radius(config)  # taps over the face-shape images
-    if config.mode != "adaptive":
-        return shape_radius
-    return max(shape_radius, weight_radius(config))
-
-
 def weight_radius(config: SmoothingConfig) -> int:
     """Frames each side of the expression sequence that one frame's adaptive weights depend on."""
     return (len(config.channels) + 1) * (config.conv_kernel // 2)  # the conv stack over expressions
