@@ -3,11 +3,10 @@ and the frames/s of one full stage-2 training step, each in fp32 and bf16 side b
 
 bf16 (autocast, :mod:`stableface.utils.precision`) is measured where the CPU has native bf16
 kernels (AMX or AVX512-BF16); the two precisions take turns in one run, so the ratio holds on a
-loaded machine even when the absolute figures do not. Measured with 2 torch threads (the CPU
-machines have 2 cores), batch 1, one sequence of the preset's T frames, full model (every ablation
-switch on). FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix
-products; norms and activations are not counted), so a GPU figure can be predicted as FLOPs /
-achieved FLOP rate.
+loaded machine even when the absolute figures do not. Measured with 1 torch thread, batch 1, one
+sequence of the preset's T frames, full model (every ablation switch on). FLOPs come from
+``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products; norms and
+activations are not counted), so a GPU figure can be predicted as FLOPs / achieved FLOP rate.
 """
 
 from __future__ import annotations
@@ -31,7 +30,9 @@ from stableface.utils.precision import Precision, cpu_bf16_kernels
 logger = logging.getLogger(__name__)
 
 PRESETS = ("cpu", "paper")
-THREADS = 2
+# One thread: what a dub actor or a training worker per core uses. On a machine other work shares,
+# two threads mostly measure OpenMP waiting for a busy core (fp32 and bf16 alike ~4 frames/s).
+THREADS = 1
 CPU = torch.device("cpu")
 BATCH = 1
 STAGES = ("encoder", "audio_encoder", "fusion", "res_blocks", "dependency", "decoder")

@@ -57,7 +57,7 @@ from stableface.inference.timeline import (
 )
 from stableface.io.audio import read_audio
 from stableface.io.storage import Storage
-from stableface.io.video import VideoWriter
+from stableface.io.video import BackgroundWriter, VideoWriter
 from stableface.models.smoothing import kernel_radius
 from stableface.speaker_model import SpeakerModel
 from stableface.utils.progress import Progress
@@ -211,16 +211,19 @@ def dub_files(
     )
     with (
         FrameSource(video_path, video_uri) as frames,
-        VideoWriter(
+        BackgroundWriter(VideoWriter(
             output_path, fps=source.fps, width=width, height=height, audio=track_audio,
             audio_rate=config.encode.audio_rate, crf=config.encode.crf, preset=config.encode.preset,
             metadata=provenance_tags(model, config.provenance), threads=config.encode.threads,
-        ) as writer,
+        ), depth=config.inference.chunk_frames) as writer,
     ):  # fmt: skip
+        # Encoding runs in the writer's thread, beside the next chunk's rendering; "encode" is its
+        # own time, "encode_wait" the time this thread waited for a full queue to drain.
         for frame in stream.frames(layout, frames):
-            with timer("encode"):
+            with timer("encode_wait"):
                 writer.write(_pad_even(frame, height, width))
             progress.update(1)
+    timer.seconds["encode"] += writer.seconds
     progress.close()
     return DubResult(
         output=str(output_path),

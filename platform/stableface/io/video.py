@@ -264,3 +264,64 @@ class VideoWriter:
                     self.container.mux(packet)
         finally:
             self.container.close()
+
+
+class BackgroundWriter:
+    """A :class:`VideoWriter` fed from a worker thread, so encoding overlaps the caller's work.
+
+    ``write`` queues the frame (blocking once ``depth`` frames wait, which bounds memory) and
+    returns; x264 and the RGB -> YUV conversion release the GIL, so they run beside the renderer.
+    Frames are encoded in order by one thread: the file is the one :class:`VideoWriter` writes. An
+    encoding error is raised once, by the next ``write`` or else by ``close``. ``seconds`` is the time spent
+    encoding, in the thread.
+    """
+
+    def __init__(self, writer: VideoWriter, depth: int):
+        import queue
+        import threading
+
+        self.writer = writer
+        self.seconds = 0.0
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(1, depth))
+        self._error: BaseException | None = None
+        self._reported = self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"encode {writer.path.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        while (frame := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain, so the producer never blocks on a dead consumer
+            started = time.perf_counter()
+            try:
+                self.writer.write(frame)
+            except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+                self._error = error
+            self.seconds += time.perf_counter() - started
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._error is not None:
+            self._reported = True
+            raise self._error
+        self._queue.put(frame)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        try:
+            if self._error is not None and not self._reported:
+                raise self._error
+        finally:
+            self.writer.close()
