@@ -30,7 +30,8 @@ class InferenceConfig:
     # they are cross-faded so window boundaries leave no seam. None = T // 2.
     window_overlap: int | None = None
     # Output frames rendered, composited and encoded per streaming step (rounded to whole windows).
-    # Memory holds about this many full-resolution source frames (plus one renderer window).
+    # Memory holds about this many full-resolution source frames (plus one renderer window), and
+    # up to as many finished frames queued for the encoder thread.
     chunk_frames: int = 32
     render_batch_windows: int = 1  # renderer windows per forward pass (CPU: 1 is fastest; raise on GPU)
     # audio2expression (and the smoothing weights) run on pieces of this many frames with this much
