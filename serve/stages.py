@@ -30,6 +30,7 @@ from stableface.inference import predict_mouth, render_windows, resolve_device, 
 from stableface.io.storage import Storage
 from stableface.speaker_model import SpeakerModel
 from stableface.utils.logging import configure_logging
+from stableface.utils.precision import Precision
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class SpeakerModels:
         self.config = from_payload(payload)
         self.model_store = ModelStore(self.config.models_uri, Storage(self.config.storage))
         self.device = resolve_device(self.config.dub.inference.device)
+        self.precision = Precision(self.device, self.config.dub.inference.amp).announce(type(self).__name__)
         self.resident: list[str] = []  # speakers whose models this replica holds, oldest use first
         self.loads = self.evictions = 0
 
@@ -136,6 +138,7 @@ class Audio2Expression(SpeakerModels):
             model.audio,
             self.config.dub.inference,
             self.device,
+            self.precision,
         )
 
 
@@ -164,7 +167,9 @@ class Smoothing(SpeakerModels):
         )
 
 
-def render_requests(renderer, requests: list[tuple], device) -> list[np.ndarray]:
+def render_requests(
+    renderer, requests: list[tuple], device, precision: Precision | None = None
+) -> list[np.ndarray]:
     """Render several callers' windows in as few forward passes as their shapes allow.
 
     ``requests``: (background (B_i, L, 3, S, S), shape (B_i, L, S, S), audio (B_i, L, W, M) or None).
@@ -179,7 +184,9 @@ def render_requests(renderer, requests: list[tuple], device) -> list[np.ndarray]
         background = np.concatenate([requests[i][0] for i in members])  # (sum B_i, L, 3, S, S)
         shape = np.concatenate([requests[i][1] for i in members])  # (sum B_i, L, S, S)
         audio = None if requests[members[0]][2] is None else np.concatenate([requests[i][2] for i in members])
-        generated = render_windows(renderer, background, shape, audio, device)  # (sum B_i, L, 3, S, S)
+        generated = render_windows(
+            renderer, background, shape, audio, device, precision
+        )  # (sum B_i, L, 3, S, S)
         offsets = np.cumsum([0] + [len(requests[i][0]) for i in members])
         for position, index in enumerate(members):
             outputs[index] = generated[offsets[position] : offsets[position + 1]]
@@ -212,7 +219,9 @@ class Renderer(SpeakerModels):
         """Each call: (background, shape, audio) of B_i windows -> generated (B_i, L, 3, S, S) in [-1, 1]."""
         model = await self.speaker_model()  # a batch holds one speaker's calls (Serve splits by model id)
         self.batches = [*self.batches[-99:], len(requests)]
-        return await asyncio.to_thread(render_requests, model.networks.renderer, requests, self.device)
+        return await asyncio.to_thread(
+            render_requests, model.networks.renderer, requests, self.device, self.precision
+        )
 
     async def batch_sizes(self) -> list[int]:
         return list(self.batches)

@@ -7,7 +7,7 @@ import torch
 
 from stableface.config import compose
 from stableface.speaker_model import SpeakerModel
-from stableface.training.loop import Precision
+from stableface.utils.precision import Precision, cpu_bf16_kernels
 
 pytestmark = [
     pytest.mark.gpu,
@@ -15,11 +15,11 @@ pytestmark = [
 ]
 
 
-def test_mixed_precision_is_chosen_on_cuda_only():
+def test_mixed_precision_on_cuda_and_on_cpus_with_bf16_kernels():
     cuda = Precision(torch.device("cuda"), enabled=True)
     assert cuda.enabled and cuda.dtype in (torch.bfloat16, torch.float16)
     assert cuda.needs_scaling == (cuda.dtype == torch.float16)
-    assert not Precision(torch.device("cpu"), enabled=True).enabled
+    assert Precision(torch.device("cpu"), enabled=True).enabled == (cpu_bf16_kernels() is not None)
 
 
 def test_both_stages_train_with_amp_on_the_gpu(grid_dataset, tmp_path):

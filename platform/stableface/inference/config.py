@@ -22,6 +22,10 @@ class InferenceConfig:
     # per core and shared machines, where more threads than free cores stall each other badly;
     # raise it for one large model on many free cores. None leaves torch's setting alone.
     cpu_threads: int | None = 1
+    # Mixed precision where the hardware has it (stableface.utils.precision): bf16 autocast for
+    # audio2expression and the renderer on CPUs with AMX or AVX512-BF16 (about 3x faster), bf16 or
+    # fp16 on CUDA; the smoothing weights stay fp32. false forces fp32.
+    amp: bool = True
     # Frames shared by consecutive renderer windows of T frames (the model's sequence length);
     # they are cross-faded so window boundaries leave no seam. None = T // 2.
     window_overlap: int | None = None

@@ -17,6 +17,7 @@ from stableface.data.sequences import PIXEL_SCALE
 from stableface.inference.timeline import run_in_pieces
 from stableface.models.renderer import Renderer
 from stableface.models.smoothing import TemporalSmoothing, apply_temporal_kernel, weight_radius
+from stableface.utils.precision import Precision
 
 
 def resolve_device(name: str) -> torch.device:
@@ -73,10 +74,15 @@ def render_windows(
     shape: np.ndarray,
     audio: np.ndarray | None,
     device: torch.device,
+    precision: Precision | None = None,
 ) -> np.ndarray:
     """B windows of L frames: background (B, L, 3, S, S) in [-1, 1], smoothed shape (B, L, S, S) in [0, 1],
-    audio windows (B, L, W, M) or None -> generated frames (B, L, 3, S, S) float32 in [-1, 1]."""
-    with torch.inference_mode():
+    audio windows (B, L, W, M) or None -> generated frames (B, L, 3, S, S) float32 in [-1, 1].
+
+    ``precision`` (None = fp32) may run the renderer in bf16; a window's output does not depend on
+    the other windows of its batch (per-sample instance norms; checked by the tests).
+    """
+    with torch.inference_mode(), (precision or Precision(device, False)).autocast():
         background_tensor = torch.from_numpy(background).to(device)
         shape_tensor = torch.from_numpy(np.ascontiguousarray(shape, np.float32)).to(device)[:, :, None]
         audio_tensor = None

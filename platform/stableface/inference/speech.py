@@ -16,6 +16,7 @@ from stableface.audio.features import AudioFeatureConfig
 from stableface.inference.config import InferenceConfig
 from stableface.inference.timeline import run_in_pieces
 from stableface.models.audio2expression import Audio2Expression
+from stableface.utils.precision import Precision
 
 
 def audio_windows(mel: np.ndarray, starts: np.ndarray, config: AudioFeatureConfig) -> np.ndarray:
@@ -37,14 +38,17 @@ def predict_mouth(
     audio_config: AudioFeatureConfig,
     config: InferenceConfig,
     device: torch.device,
+    precision: Precision | None = None,
 ) -> np.ndarray:
-    """Mouth expression (N, n_mouth) float32 for the N output frames whose windows start at ``starts`` (N,)."""
+    """Mouth expression (N, n_mouth) float32 for the N output frames whose windows start at ``starts`` (N,).
+
+    ``precision``: the autocast to run the network in (None = fp32)."""
 
     def mouth(lo: int, hi: int) -> np.ndarray:
         windows = torch.from_numpy(audio_windows(mel, starts[lo:hi], audio_config)).to(device)  # (L, W, M)
         return network(windows[None])[0].float().cpu().numpy()  # (L, n_mouth)
 
-    with torch.inference_mode():
+    with torch.inference_mode(), (precision or Precision(device, False)).autocast():
         return run_in_pieces(
             len(starts), config.expression_chunk_frames, config.expression_context_frames, mouth,
             empty=np.zeros((0, network.config.mouth_dim), np.float32),

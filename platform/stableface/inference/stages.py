@@ -17,6 +17,7 @@ from stableface.inference.config import InferenceConfig
 from stableface.inference.render import render_windows, smoothing_weights
 from stableface.inference.speech import predict_mouth
 from stableface.speaker_model import SpeakerModel
+from stableface.utils.precision import Precision
 
 
 @dataclass
@@ -34,7 +35,8 @@ class NeuralStages:
     def local(cls, model: SpeakerModel, config: InferenceConfig, device: torch.device) -> NeuralStages:
         """The speaker model's own networks on ``device`` (moved there, in eval mode).
 
-        On CPU, ``config.cpu_threads`` (when set) becomes torch's intra-op thread count.
+        On CPU, ``config.cpu_threads`` (when set) becomes torch's intra-op thread count;
+        ``config.amp`` runs audio2expression and the renderer in bf16 where the hardware has it.
         """
         if (
             device.type == "cpu"
@@ -43,14 +45,15 @@ class NeuralStages:
         ):
             torch.set_num_threads(config.cpu_threads)
         networks = model.networks.to(device).eval()
+        precision = Precision(device, config.amp).announce("dub networks")
         return cls(
             predict_mouth=lambda mel, starts: predict_mouth(
-                networks.audio2expression, mel, starts, model.audio, config, device
+                networks.audio2expression, mel, starts, model.audio, config, device, precision
             ),
             smoothing_weights=lambda expression: smoothing_weights(
                 networks.smoothing, expression, config.expression_chunk_frames, device
             ),
             render=lambda background, shape, audio: render_windows(
-                networks.renderer, background, shape, audio, device
+                networks.renderer, background, shape, audio, device, precision
             ),
         )

@@ -1,7 +1,8 @@
 """``stableface train``: two-stage DDP training of speaker models on Ray Train.
 
 Each stage is one :class:`~ray.train.torch.TorchTrainer` fit: ``scaling.num_workers`` workers
-(gloo on CPU, NCCL + mixed precision on GPU), each training on its own shard of the samples
+(gloo on CPU, NCCL on GPU; bf16 autocast where the hardware has it, see
+:mod:`stableface.utils.precision`), each training on its own shard of the samples
 (a DistributedSampler) with the networks wrapped in DDP. Rank 0 reports checkpoints (networks,
 optimisers, counters, configs) to ``run_uri`` - a local directory or s3:// through the same
 Storage settings as everything else - and a killed worker makes Ray Train restart the group,

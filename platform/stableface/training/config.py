@@ -71,7 +71,9 @@ class TrainConfig:
     sample_every: int = 200  # steps between sample images (generated | real); 0 = never
     checkpoint_every: int = 200  # steps between checkpoints (the end always checkpoints)
     keep_checkpoints: int = 2  # Ray Train keeps this many most recent checkpoints per stage
-    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16); ignored on CPU
+    # Mixed precision where the hardware has it (stableface.utils.precision): bf16 autocast on CPUs
+    # with AMX or AVX512-BF16, bf16 (else fp16 with loss scaling) on CUDA; false forces fp32.
+    amp: bool = True
     torch_threads: int | None = None  # intra-op threads per worker; None = CPUs reserved per worker
     record_sample_ids: bool = False  # each rank writes the sample ids it trained on, per epoch
 

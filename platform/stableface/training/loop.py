@@ -8,7 +8,6 @@ tests, the local trainer). What happens at log, sample and checkpoint time is up
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import time
@@ -77,25 +76,6 @@ def make_loader(dataset: Dataset, batch_size: int, context: WorkerContext, seed:
     """A loader over this rank's shard. Samples are sliced from memory, so no loader processes."""
     sampler = ResumableSampler(dataset, context, seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=0, drop_last=False)
-
-
-class Precision:
-    """Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); a no-op on CPU."""
-
-    def __init__(self, device: torch.device, enabled: bool):
-        self.device = device
-        self.enabled = bool(enabled) and device.type == "cuda"
-        bf16 = self.enabled and torch.cuda.is_bf16_supported()
-        self.dtype = torch.bfloat16 if bf16 else torch.float16
-        self.needs_scaling = self.enabled and not bf16
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if not self.enabled:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
-
-    def make_scaler(self) -> torch.amp.GradScaler:
-        return torch.amp.GradScaler(self.device.type, enabled=self.needs_scaling)
 
 
 def optimise(

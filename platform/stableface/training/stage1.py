@@ -22,13 +22,13 @@ from stableface.training.config import Stage1Config, TrainConfig
 from stableface.training.loop import (
     Callbacks,
     NamedStateTrainer,
-    Precision,
     WorkerContext,
     make_loader,
     optimise,
     run_epochs,
     unwrap,
 )
+from stableface.utils.precision import Precision
 
 
 def mouth_loss(
@@ -49,7 +49,7 @@ class Stage1Trainer(NamedStateTrainer):
         self.model = model
         self.config = config
         self.context = context
-        self.precision = Precision(context.device, amp)
+        self.precision = Precision(context.device, amp).announce("stage 1 training")
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.optimizers = {"audio2expression": optimizer}
         self.scalers = {"audio2expression": self.precision.make_scaler()}

@@ -26,7 +26,6 @@ from stableface.training.config import Stage2Config, TrainConfig
 from stableface.training.loop import (
     Callbacks,
     NamedStateTrainer,
-    Precision,
     WorkerContext,
     make_loader,
     optimise,
@@ -34,6 +33,7 @@ from stableface.training.loop import (
     steps_per_epoch,
     unwrap,
 )
+from stableface.utils.precision import Precision
 
 PHASE_RENDERER = "renderer"
 PHASE_JOINT = "joint"
@@ -77,7 +77,7 @@ class Stage2Trainer(NamedStateTrainer):
         self.generator_loss = generator_loss.to(context.device)
         self.config = config
         self.context = context
-        self.precision = Precision(context.device, amp)
+        self.precision = Precision(context.device, amp).announce("stage 2 training")
         betas = (config.beta1, config.beta2)
         self.optimizers = {
             "renderer": torch.optim.Adam(renderer.parameters(), lr=config.lr_renderer, betas=betas),
@@ -128,7 +128,10 @@ class Stage2Trainer(NamedStateTrainer):
         shape = batch["shape"].to(device)  # (B, T, 1, S, S)
         expression = batch["expression"].to(device)  # (B, T, E)
         audio = batch["audio"].to(device)  # (B, T, W, M)
-        with torch.set_grad_enabled(self.trains_smoothing and torch.is_grad_enabled()):
+        with (
+            torch.set_grad_enabled(self.trains_smoothing and torch.is_grad_enabled()),
+            self.precision.full_precision(),  # the weights are a softmax over K taps: fp32
+        ):
             smoothed, _ = self.smoothing(shape, expression)  # (B, T, 1, S, S), (B, T, K)
         fake = self.renderer(background, smoothed, audio)  # (B, T, 3, S, S)
         return fake, smoothed
@@ -148,8 +151,8 @@ class Stage2Trainer(NamedStateTrainer):
             pair_frames = torch.cat([real, fake.detach()], dim=0)  # (2B, T, 3, S, S)
             pair_condition = torch.cat([condition, condition], dim=0).detach()  # (2B, T, 4, S, S)
             logits, _ = self.discriminator(pair_frames, pair_condition)  # (2B*T, 1, h, w)
-            real_logits, fake_logits = logits.float().chunk(2)
-            d_loss = discriminator_adversarial_loss(real_logits, fake_logits)
+        real_logits, fake_logits = logits.float().chunk(2)
+        d_loss = discriminator_adversarial_loss(real_logits, fake_logits)
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         optimise(
             d_loss,
@@ -164,9 +167,9 @@ class Stage2Trainer(NamedStateTrainer):
             logits, features = plain_discriminator(
                 torch.cat([fake, real], dim=0), torch.cat([condition, condition.detach()], dim=0)
             )  # (2B*T, 1, h, w), [(2B*T, C_i, h_i, w_i)]
-            fake_logits = logits.float().chunk(2)[0]
-            fake_features = [f.float().chunk(2)[0] for f in features]
-            real_features = [f.float().chunk(2)[1] for f in features]
+        fake_logits = logits.float().chunk(2)[0]
+        fake_features = [f.float().chunk(2)[0] for f in features]
+        real_features = [f.float().chunk(2)[1] for f in features]
         terms = self.generator_loss(fake.float(), real, mask, fake_logits, fake_features, real_features)
         generator_optimizers = [self.optimizers["renderer"]]
         parameters = list(self.renderer.parameters())
