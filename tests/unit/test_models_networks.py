@@ -228,3 +228,22 @@ def test_one_training_step_drives_every_network_and_loss(tiny):
         l1_history.append(terms["l1"].item())
     assert set(terms) == {"l1", "feature_matching", "rec", "adv", "total"}
     assert l1_history[-1] < 0.9 * l1_history[0], l1_history
+
+
+def test_composite_renderer_keeps_the_background_outside_the_blanked_region_and_predicts_inside():
+    config = compose_model_config("tiny", "full")
+    config.renderer.composite_background = True
+    torch.manual_seed(0)
+    renderer = Renderer(config.renderer, config.audio_encoder).eval()
+    batch = _batch(config, batch=1)
+    mask = batch["mouth_mask"].bool().expand_as(batch["background"])  # (1, T, 3, S, S)
+    background = torch.where(mask, torch.tensor(-1.0), batch["target"])  # blanked pixels: 0 -> -1
+    out = renderer(background, batch["shape"], batch["audio"])
+    assert torch.equal(out[~mask], background[~mask])  # the source's own values, exactly
+    assert (out[mask] - background[mask]).abs().mean() > 1e-2  # predicted where blanked
+    # Only the blanked region receives gradient from a loss on the output.
+    background.requires_grad_(True)
+    shape = batch["shape"].clone().requires_grad_(True)
+    loss = renderer(background, shape, batch["audio"])[~mask].sum()
+    loss.backward()
+    assert shape.grad.abs().sum() == 0

@@ -176,3 +176,43 @@ def test_mouth_opening_correlation_follows_the_inner_lip_gap():
     assert opening_correlation(wide, real) == pytest.approx(1.0)
     assert opening_correlation(closed_when_open, real) == pytest.approx(-1.0)
     assert np.isnan(opening_correlation(np.zeros((5, 68, 2)), real))
+
+
+def test_mouth_opening_amplitude_is_the_ratio_of_the_inner_lip_gap_stds():
+    from stableface.training.evaluate import opening_amplitude_ratio
+
+    gap = np.array([1.0, 3.0, 2.0, 5.0, 1.0])
+    real = np.zeros((5, 68, 2))
+    real[:, 66, 1] = gap
+    barely = np.zeros((5, 68, 2))
+    barely[:, 66, 1] = 2.0 + 0.2 * gap  # moves with the real mouth, a fifth as widely
+    assert opening_amplitude_ratio(real, real) == pytest.approx(1.0)
+    assert opening_amplitude_ratio(barely, real) == pytest.approx(0.2)
+    assert opening_amplitude_ratio(real * 1.5, real) == pytest.approx(1.5)
+    assert np.isnan(opening_amplitude_ratio(real, np.zeros((5, 68, 2))))
+
+
+def test_mouth_sharpness_ratio_drops_for_a_blurred_mouth_and_ignores_pixels_outside_the_lips():
+    import cv2
+
+    from stableface.training.evaluate import lip_box, mouth_sharpness, sharpness_ratio
+
+    rng = np.random.default_rng(0)
+    size = 64
+    real = rng.integers(0, 256, (3, size, size, 3), dtype=np.uint8)  # textured frames
+    lips = np.zeros((3, 68, 2))
+    lips[:, 48:68] = rng.uniform([24, 36], [40, 48], (3, 20, 2))  # lips in x 24..40, y 36..48
+    x0, y0, x1, y1 = lip_box(lips, size)
+    assert x0 < 24 and y0 < 36 and x1 > 40 and y1 > 48 and x1 <= size and y1 <= size
+    blurred = real.copy()
+    blurred[:, y0:y1, x0:x1] = np.stack([cv2.GaussianBlur(f, (0, 0), 2.0) for f in real])[:, y0:y1, x0:x1]
+    assert sharpness_ratio(real, real, lips) == pytest.approx(1.0)
+    assert sharpness_ratio(blurred, real, lips) < 0.2
+    elsewhere = real.copy()
+    elsewhere[:, :y0] = 0  # a change above the lip box does not count
+    assert sharpness_ratio(elsewhere, real, lips) == pytest.approx(1.0)
+    # Independently: the variance of a 4-neighbour Laplacian of the grey box.
+    grey = cv2.cvtColor(real[0, y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float64)
+    padded = np.pad(grey, 1, mode="reflect")
+    laplacian = padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:] - 4 * grey
+    assert mouth_sharpness(real[:1], (x0, y0, x1, y1)) == pytest.approx(laplacian.var())

@@ -111,6 +111,10 @@ class RendererConfig:
     ff_mult: int = 4
     dropout: float = 0.0
     sequence_length: int = 12  # T: frames per training sequence = the temporal positions learned
+    # Not in the paper: the output is the network's prediction only inside the eroded (blanked)
+    # region and the input background elsewhere, so every pixel outside the mouth region is the
+    # source's own and the network (and every loss on its output) spends its capacity on the mouth.
+    composite_background: bool = False
 
     def __post_init__(self) -> None:
         if len(self.channels) != 3:

@@ -6,6 +6,7 @@ fusion     audio features modulate the image features            (switch: audio_
 res blocks 8 x (conv 3x3, IN, leaky ReLU, conv 3x3, IN) + skip
 dependency transformer over the T*p*p patches of a sequence        (switch: dependency)
 decoder    two transposed conv 4x4 s2 (IN + leaky ReLU), conv 7x7, tanh
+composite  prediction inside the blanked region, the background elsewhere (switch: composite_background)
 Every stage but the dependency module sees one frame at a time.
 """
 
@@ -25,6 +26,15 @@ OUTPUT_CHANNELS = 3
 STEM_KERNEL = 7  # the first encoder conv and the last decoder conv
 DOWN_KERNEL = 4  # stride-2 convs and transposed convs
 RES_KERNEL = 3
+# The eroded background's blanked pixels are 0 in every channel (stableface.face.erosion.blank_masked),
+# -1 in the model's [-1, 1] range; a source pixel that is exactly black is re-predicted too, harmlessly.
+BLANK_VALUE = -1.0
+BLANK_TOLERANCE = 1e-4
+
+
+def blanked_region(background: torch.Tensor) -> torch.Tensor:
+    """(N, 1, S, S) {0, 1} float mask of the pixels blanked in every channel of (N, 3, S, S) backgrounds."""
+    return (background <= BLANK_VALUE + BLANK_TOLERANCE).all(dim=1, keepdim=True).to(background.dtype)
 
 
 def conv_norm_act(in_ch: int, out_ch: int, kernel: int, stride: int, slope: float) -> nn.Sequential:
@@ -107,6 +117,7 @@ class Renderer(nn.Module):
         check_shape("eroded background", background, ("B", "T", BACKGROUND_CHANNELS, size, size))
         batch, frames = background.shape[:2]
         check_shape("face shape", shape, (batch, frames, self.config.shape_channels, size, size))
+        flat_background = background.flatten(0, 1)  # (B*T, 3, S, S)
         x = torch.cat([background, shape], dim=2).flatten(0, 1)  # (B*T, 4, S, S)
         x = self.encoder(x)  # (B*T, C, S/4, S/4)
         if self.fusion is not None:
@@ -124,4 +135,7 @@ class Renderer(nn.Module):
         if self.dependency is not None:
             x = self.dependency(x, frames)  # (B*T, C, S/4, S/4)
         frames_out = self.decoder(x)  # (B*T, 3, S, S)
+        if self.config.composite_background:
+            region = blanked_region(flat_background)  # (B*T, 1, S, S)
+            frames_out = region * frames_out + (1.0 - region) * flat_background.to(frames_out.dtype)
         return frames_out.view(batch, frames, OUTPUT_CHANNELS, size, size)  # (B, T, 3, S, S)

@@ -11,9 +11,13 @@ Metrics against the real crops at the model's image size: L1 (mean absolute erro
 SSIM (:func:`stableface.metrics.ssim.video_ssim`), NLMD (lip landmark distance /256 in the MSI
 crop, :func:`stableface.metrics.nlmd.nlmd`) with MediaPipe run on generated and real frames
 alike, and ``open_corr``: the correlation over time of the mouth opening (inner lip gap) with the
-real one - whether the mouth opens and closes with the speech. ``mesh_nlmd`` and
-``mesh_open_corr`` compare the face-model meshes of the predicted and the tracked expression:
-audio2expression's error before any rendering.
+real one - whether the mouth opens and closes with the speech. ``open_amp``: how wide it opens,
+the std over time of the inner lip gap, generated / real (1 = as much motion as the real mouth, a
+blurred near-closed mouth gives far less). ``sharpness``: the variance of the Laplacian inside the
+real lip box, generated / real (a blurred mouth scores well below 1). ``mesh_nlmd``,
+``mesh_open_corr`` and ``mesh_open_amp`` compare the face-model meshes of the predicted and the
+tracked expression: audio2expression's error before any rendering. Together the three modes say
+where motion is lost: in audio2expression (mesh), in the renderer (reconstruction), or both (audio).
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ MASK_DILATE_PX = 4
 STRIP_FRAMES = 12  # frames shown in the evaluation strip image
 MODES = ("audio", "reconstruction")
 INNER_LIP_MIDDLES = (62, 66)  # iBUG-68: middle of the inner upper lip, middle of the inner lower lip
+LIPS = slice(48, 68)  # iBUG-68: outer and inner lip contours
+LIP_BOX_MARGIN = 0.25  # the sharpness box extends the lip bounding box by this fraction of its size
+MIN_STD = 1e-9  # below this an opening track or a sharpness figure counts as constant
 
 
 @dataclass
@@ -150,6 +157,47 @@ def opening_correlation(driven: np.ndarray, real: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def opening_amplitude_ratio(driven: np.ndarray, real: np.ndarray) -> float:
+    """Std over time of the mouth opening of a (T, 68, 2) track over the real one's: 1 when the mouth
+    opens as widely as the real one, well below 1 when it barely moves (NaN if the real one never moves)."""
+    real_std = mouth_opening(real).std()
+    if real_std < MIN_STD:
+        return float("nan")
+    return float(mouth_opening(driven).std() / real_std)
+
+
+def lip_box(ibug68: np.ndarray, size: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) pixel box around the lips of a (T, 68, 2) track over all frames, with a margin,
+    clipped to an S-pixel image."""
+    lips = ibug68[:, LIPS].reshape(-1, 2)  # (T*20, 2)
+    low, high = lips.min(axis=0), lips.max(axis=0)
+    margin = LIP_BOX_MARGIN * (high - low)
+    x0, y0 = np.clip(np.floor(low - margin).astype(int), 0, size - 1)
+    x1, y1 = np.clip(np.ceil(high + margin).astype(int) + 1, 1, size)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def mouth_sharpness(frames: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Mean over frames (T, S, S, 3) uint8 of the variance of the grey Laplacian inside ``box``."""
+    x0, y0, x1, y1 = box
+    values = [
+        cv2.Laplacian(
+            cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY), cv2.CV_64F
+        ).var()
+        for frame in frames
+    ]
+    return float(np.mean(values))
+
+
+def sharpness_ratio(generated: np.ndarray, real: np.ndarray, real_lips: np.ndarray) -> float:
+    """Mouth sharpness of generated over real frames (T, S, S, 3), both in the real lips' box."""
+    box = lip_box(real_lips, real.shape[1])
+    real_sharpness = mouth_sharpness(real, box)
+    if real_sharpness < MIN_STD:
+        return float("nan")
+    return mouth_sharpness(generated, box) / real_sharpness
+
+
 def frame_metrics(generated: np.ndarray, real: np.ndarray) -> dict[str, float]:
     """L1 (0..1 scale) and SSIM of two (T, S, S, 3) uint8 videos."""
     l1 = float(np.abs(generated.astype(np.float32) - real.astype(np.float32)).mean() / 255.0)
@@ -181,6 +229,9 @@ def evaluate_video(
         "mesh_open_corr": opening_correlation(
             mediapipe_to_ibug68(driven_mesh), mediapipe_to_ibug68(real_mesh)
         ),
+        "mesh_open_amp": opening_amplitude_ratio(
+            mediapipe_to_ibug68(driven_mesh), mediapipe_to_ibug68(real_mesh)
+        ),
     }
     outputs = {"real": video.frames}
     for mode, expression, mesh in (("audio", driven, driven_mesh), ("reconstruction", source, real_mesh)):
@@ -192,6 +243,10 @@ def evaluate_video(
         row.update({f"{mode}_{k}": v for k, v in frame_metrics(generated, video.frames).items()})
         row[f"{mode}_nlmd"] = nlmd(lips, real_lips) if found > 0 else float("nan")
         row[f"{mode}_open_corr"] = opening_correlation(lips, real_lips) if found > 0 else float("nan")
+        row[f"{mode}_open_amp"] = opening_amplitude_ratio(lips, real_lips) if found > 0 else float("nan")
+        row[f"{mode}_sharpness"] = (
+            sharpness_ratio(generated, video.frames, real_lips) if real_found > 0 else float("nan")
+        )
         row[f"{mode}_face_fraction"] = found
         outputs[mode] = generated
     outputs["mouth_x"] = np.array(real_mesh[:, face_model.mouth_vertices, 0].mean())
