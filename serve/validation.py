@@ -8,6 +8,7 @@ problem, as :class:`stableface.errors.InputError` messages do. The ingress turns
 from __future__ import annotations
 
 import hmac
+import logging
 
 from stableface.data.catalog import validate_id
 from stableface.errors import (
@@ -17,10 +18,14 @@ from stableface.errors import (
     NoFaceFound,
     SilentAudio,
     StorageNotFound,
+    StorageUnavailable,
     UnreadableMedia,
 )
 
+logger = logging.getLogger(__name__)
+
 BEARER = "bearer"
+RETRY_AFTER_S = 10  # what a 503 asks the client to wait: a store outage or a full queue passes soon
 
 
 class ApiError(Exception):
@@ -94,6 +99,10 @@ def error_for(error: Exception) -> ApiError:
         return ApiError(400, str(error))
     if isinstance(error, NoFaceFound):
         return ApiError(422, str(error))
+    if isinstance(error, StorageUnavailable):
+        # The detail names internal stores: the log gets it, the client only learns to retry.
+        logger.warning("answering 503: %s", error)
+        return ApiError(503, "storage: temporarily unavailable, try again shortly")
     if isinstance(error, (StorageNotFound, InvalidURI)):
         return ApiError(404, str(error))
     if isinstance(error, InputError):

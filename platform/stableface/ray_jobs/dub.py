@@ -30,6 +30,7 @@ import pandas as pd
 from stableface.config import to_dict, with_absolute_uris
 from stableface.config.jobs import DubJobConfig
 from stableface.data.results import write_results
+from stableface.errors import StorageUnavailable
 from stableface.inference.batch import (
     RESULT_COLUMNS,
     STATUS_FAILED,
@@ -48,6 +49,7 @@ from stableface.utils.progress import Progress
 logger = logging.getLogger(__name__)
 
 ROW_COLUMN = "row_json"  # rows travel as JSON: failed rows lack the measurements of finished ones
+OUTAGE_KEY = "store_outage"  # a row stopped by an unusable store: (uri, problem), never a result
 
 
 class DubWorker:
@@ -72,10 +74,15 @@ class DubWorker:
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows = []
         for entry in batch.to_dict(orient="records"):
-            row = dub_entry(
-                entry, self.cfg.dub, self.cfg.output_uri, self.storage, self.models, self.sources,
-                self.scorer, self.cfg.overwrite, self.node,
-            )  # fmt: skip
+            try:
+                row = dub_entry(
+                    entry, self.cfg.dub, self.cfg.output_uri, self.storage, self.models, self.sources,
+                    self.scorer, self.cfg.overwrite, self.node,
+                )  # fmt: skip
+            except StorageUnavailable as outage:
+                # Returned, not raised: the job tolerates errored blocks (rows whose actor died), so a
+                # raised outage would read as one more given-up row instead of stopping the job.
+                row = {"job_id": entry["job_id"], OUTAGE_KEY: [outage.uri, outage.problem]}
             rows.append({"job_id": entry["job_id"], ROW_COLUMN: json.dumps(row, default=_plain)})
         return pd.DataFrame(rows)
 
@@ -173,7 +180,16 @@ def run(cfg: DubJobConfig) -> dict[str, Any]:
     rows = dict(done)
     if todo:
         ensure_ray(cfg.ray)
-        rows.update({row["job_id"]: row for row in dub_on_ray(todo, cfg)})
+        results = dub_on_ray(todo, cfg)
+        outages = [row[OUTAGE_KEY] for row in results if OUTAGE_KEY in row]
+        if outages:
+            finished = len(done) + len(results) - len(outages)
+            raise StorageUnavailable(
+                outages[0][0],
+                f"{outages[0][1]}; {len(outages)} rows stopped, none marked failed. {finished} of "
+                f"{len(entries)} rows are finished and kept: rerun the job when the store is back",
+            )
+        rows.update({row["job_id"]: row for row in results})
         rows.update({e["job_id"]: _given_up(e, cfg) for e in todo if e["job_id"] not in rows})
     ordered = [rows[e["job_id"]] for e in entries]  # catalog order, exactly one row per catalog row
     tables = write_results(storage, cfg.output_uri, "manifest", ordered, RESULT_COLUMNS)
