@@ -70,11 +70,6 @@ def check_content_type(header: str | None, accepted: list[str], what: str = "aud
     return kind
 
 
-def check_size(n_bytes: int, limit: int, what: str = "request body") -> None:
-    if n_bytes > limit:
-        raise ApiError(413, f"{what}: {n_bytes} bytes is more than the limit of {limit} bytes")
-
-
 def check_duration(seconds: float, limit: float, what: str, hint: str = "") -> None:
     if seconds > limit:
         raise ApiError(413, f"{what}: {seconds:.2f} s of audio is more than the limit of {limit:g} s{hint}")

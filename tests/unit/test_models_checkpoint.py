@@ -12,7 +12,6 @@ from stableface.models import (
     compose_model_config,
     load_component,
     load_models,
-    load_renderer,
     read_checkpoint,
     save_checkpoint,
     save_models,
@@ -82,7 +81,7 @@ def test_single_components_load_on_their_own(tmp_path):
     models = _trained_models("full")
     uri = str(tmp_path / "renderer_only.pt")
     save_checkpoint(uri, models.config, {"renderer": models.renderer})
-    renderer = load_renderer(uri)
+    renderer = load_component(uri, "renderer")
     inputs = _inputs()
     with torch.no_grad():
         expected = models.renderer(inputs["background"], inputs["shape"], inputs["audio"])

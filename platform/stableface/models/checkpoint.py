@@ -110,15 +110,3 @@ def load_models(
         if name in checkpoint.state_dicts:
             getattr(models, name).load_state_dict(checkpoint.state_dicts[name])
     return models.eval(), checkpoint
-
-
-def load_renderer(uri: str, storage: Storage | None = None) -> nn.Module:
-    return load_component(uri, "renderer", storage)
-
-
-def load_audio2expression(uri: str, storage: Storage | None = None) -> nn.Module:
-    return load_component(uri, "audio2expression", storage)
-
-
-def load_smoothing(uri: str, storage: Storage | None = None) -> nn.Module:
-    return load_component(uri, "smoothing", storage)
