@@ -148,16 +148,17 @@ def dub_on_ray(plan: DubPlan, cfg: DubJobConfig) -> list[dict[str, Any]]:
     n_rows = len(plan.quick) + len(plan.todo)
     actors = _actor_count(cfg, max(1, len(plan.todo)))
     logger.info("dubbing %d catalog rows with %d actors", n_rows, actors)
-    parts = []
-    if plan.quick:
-        blocks = math.ceil(len(plan.quick) / QUICK_BLOCK_ROWS)
-        parts.append(ray.data.from_items(plan.quick, override_num_blocks=blocks))
-    if plan.todo:
-        parts.append(ray.data.from_items(plan.todo, override_num_blocks=len(plan.todo)))
     context = ray.data.DataContext.get_current()
     saved_limit = context.max_errored_blocks
+    # Set before any dataset exists: each dataset keeps a copy of the context it was created under.
     context.max_errored_blocks = -1  # a row given up after its retries must not stop the others
     try:
+        parts = []
+        if plan.quick:
+            blocks = math.ceil(len(plan.quick) / QUICK_BLOCK_ROWS)
+            parts.append(ray.data.from_items(plan.quick, override_num_blocks=blocks))
+        if plan.todo:
+            parts.append(ray.data.from_items(plan.todo, override_num_blocks=len(plan.todo)))
         dataset = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).map_batches(
             DubWorker,
             fn_constructor_kwargs={"cfg": cfg},
