@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from serve.messages import DubReply, DubRequest, audio_suffix
 from serve.stores import JobStore, ModelStore, SourceStore, public_job
 from serve.validation import (
+    RETRY_AFTER_S,
     ApiError,
     check_bearer,
     check_content_type,
@@ -45,7 +46,7 @@ from serve.validation import (
 )
 from stableface import __version__
 from stableface.config.jobs import ServeConfig
-from stableface.errors import InputError
+from stableface.errors import InputError, StorageUnavailable
 from stableface.inference import load_speech
 from stableface.io.storage import Storage
 
@@ -68,7 +69,11 @@ class DubBackend(Protocol):
 
 
 def error_response(error: ApiError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    headers = None
+    if error.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif error.status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     return JSONResponse({"error": error.message, "status": error.status}, error.status, headers=headers)
 
 
@@ -162,7 +167,8 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
         return error_response(error)
 
     @app.exception_handler(InputError)
-    async def on_input_error(_: Request, error: InputError) -> JSONResponse:
+    @app.exception_handler(StorageUnavailable)
+    async def on_library_error(_: Request, error: InputError | StorageUnavailable) -> JSONResponse:
         return error_response(error_for(error))  # e.g. a store that cannot be read
 
     @app.exception_handler(StarletteHTTPException)

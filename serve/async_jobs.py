@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from serve.settings import from_payload
 from serve.stores import JobStore, ModelStore, SourceStore
 from serve.validation import ApiError, error_for
-from stableface.errors import InputError
+from stableface.errors import InputError, StorageUnavailable
 from stableface.inference import dub, load_speaker_model
 from stableface.io.storage import Storage
 
@@ -33,9 +34,12 @@ def run_job(payload: dict[str, Any], job_id: str) -> dict[str, Any]:
     output_uri = jobs.video_uri(job_id)
     if record.get("status") == "done" and storage.exists(output_uri):
         return record
-    record = jobs.update(
-        job_id, status="running", started_at=time.time(), attempts=int(record.get("attempts", 0)) + 1
-    )
+    attempts = int(record.get("attempts", 0))
+    if attempts >= config.max_job_attempts:
+        reason = f"job '{job_id}': gave up after {attempts} attempts that did not finish"
+        logger.warning(reason)
+        return jobs.update(job_id, status="failed", error=reason, finished_at=time.time())
+    record = jobs.update(job_id, status="running", started_at=time.time(), attempts=attempts + 1)
     try:
         model_uri = ModelStore(config.models_uri, storage).require(record["speaker"])
         model = load_speaker_model(model_uri, storage)
@@ -46,6 +50,11 @@ def run_job(payload: dict[str, Any], job_id: str) -> dict[str, Any]:
             model, ref.uri, record["audio_uri"], output_uri, config.dub,
             source=track, storage=storage, model_uri=model_uri,
         )  # fmt: skip
+    except StorageUnavailable as outage:
+        # Not the job's fault, and its record cannot be written now: it stays queued/running, and
+        # the job runner starts it again once the store answers (JobResubmitter).
+        logger.warning("job %s stopped by a store outage, to be resubmitted: %s", job_id, outage)
+        raise
     except (InputError, ApiError) as error:
         reason = error_for(error).message
         logger.warning("job %s failed: %s", job_id, reason)
@@ -60,6 +69,29 @@ def run_job(payload: dict[str, Any], job_id: str) -> dict[str, Any]:
         output_seconds=round(result.output_duration_s, 3),
         model_version=result.model_version,
     )
+
+
+class JobResubmitter:
+    """Keeps every queued or running job of the store started: at start-up, and again after a store
+    outage (a job stopped by one is still queued or running in the store, with no task behind it).
+
+    ``start(job_id)`` starts a job unless it already runs; a pass during an outage starts nothing
+    and says so, and the next pass after the store is back picks the jobs up."""
+
+    def __init__(self, jobs: JobStore, start: Callable[[str], bool]):
+        self.jobs, self.start = jobs, start
+
+    def run_once(self) -> list[str]:
+        """Start the unfinished jobs that have no task; returns their ids."""
+        try:
+            unfinished = self.jobs.unfinished()
+        except StorageUnavailable as outage:
+            logger.warning("cannot look for unfinished jobs, will retry: %s", outage)
+            return []
+        started = [job_id for job_id in unfinished if self.start(job_id)]
+        for job_id in started:
+            logger.info("resubmitted unfinished job %s", job_id)
+        return started
 
 
 def submit_job(payload: dict[str, Any], job_id: str, num_cpus: float):

@@ -25,7 +25,7 @@ from serve.messages import DubReply, DubRequest
 from serve.stages import SpeakerModels, stage_autoscaling
 from serve.stores import SourceStore
 from serve.validation import ApiError, error_for
-from stableface.errors import InputError
+from stableface.errors import InputError, StorageUnavailable
 from stableface.inference import NeuralStages, dub_files
 from stableface.io.storage import Storage
 from stableface.speaker_model import SpeakerModel
@@ -97,7 +97,7 @@ class Compositor(SpeakerModels):
         """The dubbed mp4 of one request; failures leave as :class:`ApiError` with their status."""
         try:
             model = await self.speaker_model()
-        except InputError as error:
+        except (InputError, StorageUnavailable) as error:
             raise error_for(error) from None
         cancelled = threading.Event()
         try:
@@ -125,7 +125,7 @@ class Compositor(SpeakerModels):
                     stages=stages.as_stages(),
                 )  # fmt: skip
                 video = output.read_bytes()
-        except InputError as error:
+        except (InputError, StorageUnavailable) as error:
             raise error_for(error) from None
         facts = {
             "Model-Version": result.model_version,

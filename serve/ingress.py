@@ -13,6 +13,7 @@ them); a restarted runner submits every job the store still lists as queued or r
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import ray
@@ -21,11 +22,12 @@ from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from serve.api import create_api
-from serve.async_jobs import submit_job
+from serve.async_jobs import JobResubmitter, submit_job
 from serve.messages import DubReply, DubRequest
 from serve.settings import from_payload, resolve_api_key
 from serve.stores import JobStore
-from serve.validation import ApiError
+from serve.validation import ApiError, error_for
+from stableface.errors import StorageUnavailable
 from stableface.io.storage import Storage
 from stableface.utils.logging import configure_logging
 
@@ -37,6 +39,8 @@ def service_error(error: Exception) -> ApiError:
     cause = error.cause if isinstance(error, RayTaskError) and error.cause is not None else error
     if isinstance(cause, ApiError):
         return ApiError(cause.status, cause.message)
+    if isinstance(cause, StorageUnavailable):
+        return error_for(cause)
     if isinstance(cause, (BackPressureError, DeploymentUnavailableError)):
         return ApiError(503, "service: overloaded, try again shortly")
     logger.error("request failed: %r", error)
@@ -57,12 +61,32 @@ class JobRunner:
         self.payload = payload
         self.config = from_payload(payload)
         self.running: dict[str, ray.ObjectRef] = {}
-        for job_id in JobStore(self.config.jobs_uri, Storage(self.config.storage)).unfinished():
-            logger.info("resubmitting unfinished job %s", job_id)
-            self._start(job_id)
+        self._lock = threading.Lock()  # the resubmit thread and requests both start jobs
+        self._stopped = threading.Event()
+        resubmitter = JobResubmitter(
+            JobStore(self.config.jobs_uri, Storage(self.config.storage)), self._start
+        )
+        self._resubmit_thread = threading.Thread(
+            target=self._resubmit_forever, args=(resubmitter,), name="job-resubmitter", daemon=True
+        )
+        self._resubmit_thread.start()
 
-    def _start(self, job_id: str) -> None:
-        self.running[job_id] = submit_job(self.payload, job_id, self.config.job_num_cpus)
+    def _resubmit_forever(self, resubmitter: JobResubmitter) -> None:
+        while not self._stopped.is_set():
+            resubmitter.run_once()
+            self._stopped.wait(self.config.job_resubmit_interval_s)
+
+    def __del__(self):
+        self._stopped.set()
+
+    def _start(self, job_id: str) -> bool:
+        """Start ``job_id`` unless a task of it is still running; True when started."""
+        with self._lock:
+            self._prune()
+            if job_id in self.running:
+                return False
+            self.running[job_id] = submit_job(self.payload, job_id, self.config.job_num_cpus)
+            return True
 
     def _prune(self) -> None:
         if self.running:
@@ -71,12 +95,12 @@ class JobRunner:
             self.running = {job_id: ref for job_id, ref in self.running.items() if ref not in done}
 
     async def submit(self, job_id: str) -> None:
-        self._prune()
         self._start(job_id)
 
     async def running_jobs(self) -> list[str]:
-        self._prune()
-        return sorted(self.running)
+        with self._lock:
+            self._prune()
+            return sorted(self.running)
 
 
 @serve.deployment(

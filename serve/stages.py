@@ -28,6 +28,7 @@ from serve.settings import from_payload
 from serve.stores import ModelStore
 from stableface.inference import predict_mouth, render_windows, resolve_device, smoothing_weights
 from stableface.io.storage import Storage
+from stableface.models.networks import count_parameters
 from stableface.speaker_model import SpeakerModel
 from stableface.utils.logging import configure_logging
 from stableface.utils.precision import Precision
@@ -66,7 +67,11 @@ class ResidentModel:
 
 
 class SpeakerModels:
-    """Mixin: per-speaker models of one replica through ``serve.multiplexed``, with load counters."""
+    """Mixin: per-speaker models of one replica through ``serve.multiplexed``, with load counters.
+
+    Each deployment names the networks it runs in ``components`` and loads only those."""
+
+    components: tuple[str, ...] = ()
 
     def setup_models(self, payload: dict[str, Any]) -> None:
         configure_logging()
@@ -86,7 +91,7 @@ class SpeakerModels:
         )(load)
 
     async def _load_model(self, speaker: str) -> ResidentModel:
-        model = await asyncio.to_thread(self.model_store.load, speaker)
+        model = await asyncio.to_thread(self.model_store.load, speaker, self.components)
         model.networks.to(self.device).eval()
         self.loads += 1
         self.resident.append(speaker)
@@ -110,8 +115,20 @@ class SpeakerModels:
         return resident.model
 
     async def model_stats(self) -> dict[str, Any]:
-        """Which speakers this replica holds and how often it loaded and evicted models."""
-        return {"resident": list(self.resident), "loads": self.loads, "evictions": self.evictions}
+        """Which speakers this replica holds, how often it loaded and evicted models, and the
+        parameters per network it holds of the current request's speaker."""
+        model = await self.speaker_model() if serve.get_multiplexed_model_id() else None
+        parameters = (
+            {name: count_parameters(getattr(model.networks, name)) for name in model.networks.components}
+            if model is not None
+            else {}
+        )
+        return {
+            "resident": list(self.resident),
+            "loads": self.loads,
+            "evictions": self.evictions,
+            "parameters": parameters,
+        }
 
 
 @serve.deployment(
@@ -123,6 +140,8 @@ class SpeakerModels:
 )
 class Audio2Expression(SpeakerModels):
     """Speech features -> mouth expression per output frame."""
+
+    components = ("audio2expression",)
 
     def __init__(self, payload: dict[str, Any]):
         self.setup_models(payload)
@@ -151,6 +170,8 @@ class Audio2Expression(SpeakerModels):
 )
 class Smoothing(SpeakerModels):
     """Expression sequence -> the adaptive smoothing weights of its face-shape images."""
+
+    components = ("smoothing",)
 
     def __init__(self, payload: dict[str, Any]):
         self.setup_models(payload)
@@ -202,6 +223,8 @@ def render_requests(
 )
 class Renderer(SpeakerModels):
     """Eroded backgrounds + smoothed shapes (+ audio) -> generated face crops, batched across requests."""
+
+    components = ("renderer",)
 
     def __init__(self, payload: dict[str, Any]):
         self.setup_models(payload)

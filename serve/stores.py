@@ -68,8 +68,9 @@ class ModelStore:
             raise ApiError(404, f"speaker '{speaker}': no speaker model in the model store")
         return uri
 
-    def load(self, speaker: str) -> SpeakerModel:
-        return load_speaker_model(self.require(speaker), self.storage)
+    def load(self, speaker: str, components: tuple[str, ...]) -> SpeakerModel:
+        """``speaker``'s model with only the networks in ``components`` (a stage holds no others)."""
+        return load_speaker_model(self.require(speaker), self.storage, components)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ problem, as :class:`stableface.errors.InputError` messages do. The ingress turns
 from __future__ import annotations
 
 import hmac
+import logging
 
 from stableface.data.catalog import validate_id
 from stableface.errors import (
@@ -17,10 +18,14 @@ from stableface.errors import (
     NoFaceFound,
     SilentAudio,
     StorageNotFound,
+    StorageUnavailable,
     UnreadableMedia,
 )
 
+logger = logging.getLogger(__name__)
+
 BEARER = "bearer"
+RETRY_AFTER_S = 10  # what a 503 asks the client to wait: a store outage or a full queue passes soon
 
 
 class ApiError(Exception):
@@ -65,11 +70,6 @@ def check_content_type(header: str | None, accepted: list[str], what: str = "aud
     return kind
 
 
-def check_size(n_bytes: int, limit: int, what: str = "request body") -> None:
-    if n_bytes > limit:
-        raise ApiError(413, f"{what}: {n_bytes} bytes is more than the limit of {limit} bytes")
-
-
 def check_duration(seconds: float, limit: float, what: str, hint: str = "") -> None:
     if seconds > limit:
         raise ApiError(413, f"{what}: {seconds:.2f} s of audio is more than the limit of {limit:g} s{hint}")
@@ -94,6 +94,10 @@ def error_for(error: Exception) -> ApiError:
         return ApiError(400, str(error))
     if isinstance(error, NoFaceFound):
         return ApiError(422, str(error))
+    if isinstance(error, StorageUnavailable):
+        # The detail names internal stores: the log gets it, the client only learns to retry.
+        logger.warning("answering 503: %s", error)
+        return ApiError(503, "storage: temporarily unavailable, try again shortly")
     if isinstance(error, (StorageNotFound, InvalidURI)):
         return ApiError(404, str(error))
     if isinstance(error, InputError):

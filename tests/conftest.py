@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -369,3 +370,86 @@ def untrained_speaker_model(grid_clips, tmp_path_factory) -> str:
     uri = str(tmp_path_factory.mktemp("untrained_speaker_model") / "s1")
     model.save(uri)
     return uri
+
+
+class StoreOutage:
+    """A TCP forwarder on 127.0.0.1 in front of the moto server: ``stop()`` is a store outage (new
+    connections refused, open ones cut), ``start()`` brings the same address back with the data intact.
+    Clients reach S3 through :attr:`endpoint` exactly as they reach any other endpoint."""
+
+    def __init__(self, target_port: int):
+        import threading
+
+        self.target_port = target_port
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+
+    def start(self) -> None:
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked in its thread
+            listener.close()
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def store_outage(s3_endpoint):
+    """A :class:`StoreOutage` in front of the session's moto server, started; stopped afterwards."""
+    outage = StoreOutage(int(s3_endpoint.rsplit(":", 1)[1]))
+    outage.start()
+    yield outage
+    outage.stop()
+
+
+@pytest.fixture
+def closed_endpoint() -> str:
+    """An http:// endpoint on 127.0.0.1 where nothing listens (connections are refused)."""
+    return f"http://127.0.0.1:{_free_port()}"

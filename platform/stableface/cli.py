@@ -14,9 +14,12 @@ import sys
 from collections.abc import Sequence
 
 from stableface.config import JOB_CONFIGS, compose, to_yaml
+from stableface.errors import StorageUnavailable
 from stableface.utils.logging import configure_logging
 
 logger = logging.getLogger("stableface")
+
+EXIT_STORE_UNAVAILABLE = 3  # not the input's fault: rerun the same command when the store is back
 
 # job name -> module with ``run(cfg)``; modules import Ray, so they load only when chosen.
 JOB_RUNNERS: dict[str, str] = {
@@ -62,7 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "root run `python -m stableface.cli serve ...` (or set PYTHONPATH=.), or `serve run serve/config.yaml`"
         )
         return 2
-    result = runner.run(cfg)
+    try:
+        result = runner.run(cfg)
+    except StorageUnavailable as outage:
+        logger.error(
+            "stableface %s stopped: %s. Finished work is kept; rerun the same command when the store "
+            "is reachable.", args.command, outage,
+        )  # fmt: skip
+        return EXIT_STORE_UNAVAILABLE
     if result is not None:
         logger.info("%s finished: %s", args.command, result)
     return 0

@@ -2,6 +2,11 @@
 
 Every error a user can cause derives from :class:`InputError`, whose message reads
 ``<input>: <problem>``; batch jobs store ``str(error)`` as the failed row's reason.
+
+:class:`StorageUnavailable` is the other kind: the store itself cannot be used right now (it is
+unreachable, the credentials are missing or wrong, access is denied, a write was cut short). That
+says nothing about the input, so it never becomes a failed row or a 4xx: a batch job stops with it
+and resumes on rerun, and the service answers 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -50,6 +55,18 @@ class SilentAudio(InputError):
 
 class NoFaceFound(InputError):
     """A video in which too few frames contain a detectable face."""
+
+
+class StorageUnavailable(StableFaceError):
+    """The store behind ``uri`` cannot be used now; the input itself may be fine."""
+
+    def __init__(self, uri: str, problem: str):
+        self.uri = str(uri)
+        self.problem = problem
+        super().__init__(f"storage unavailable at {self.uri}: {problem}")
+
+    def __reduce__(self):
+        return type(self), (self.uri, self.problem)
 
 
 class BackendUnavailable(StableFaceError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,9 @@ class SpeakerModel:
     def save(self, uri: str, storage: Storage | None = None, include_discriminator: bool = False) -> None:
         storage = storage or Storage()
         components = INFERENCE_COMPONENTS + (("discriminator",) if include_discriminator else ())
+        absent = [name for name in components if getattr(self.networks, name) is None]
+        if absent:
+            raise ValueError(f"cannot save speaker model '{self.speaker}' without {', '.join(absent)}")
         save_checkpoint(
             join(uri, MODEL_FILE),
             self.networks.config,
@@ -88,8 +92,12 @@ class SpeakerModel:
         logger.info("saved speaker model '%s' to %s", self.speaker, uri)
 
     @classmethod
-    def load(cls, uri: str, storage: Storage | None = None) -> SpeakerModel:
+    def load(
+        cls, uri: str, storage: Storage | None = None, components: Iterable[str] = INFERENCE_COMPONENTS
+    ) -> SpeakerModel:
+        """The model at ``uri`` with the networks in ``components`` only (default: all that inference runs)."""
         storage = storage or Storage()
+        components = tuple(components)
         metadata_uri = join(uri, METADATA_FILE)
         if not storage.exists(metadata_uri):
             raise InputError(uri, f"not a speaker model directory (no {METADATA_FILE})")
@@ -98,7 +106,7 @@ class SpeakerModel:
             raise InputError(
                 uri, f"unsupported speaker model format {metadata.get('format')!r} (expected {FORMAT})"
             )
-        networks, _ = load_models(join(uri, MODEL_FILE), storage, required=INFERENCE_COMPONENTS)
+        networks, _ = load_models(join(uri, MODEL_FILE), storage, required=components, components=components)
         identity = np.load(io.BytesIO(storage.read_bytes(join(uri, IDENTITY_FILE))), allow_pickle=False)
         extra = {k: v for k, v in metadata.items() if k not in ("format", "speaker", "audio", "crop_size")}
         return cls(

@@ -231,6 +231,24 @@ def test_speaker_models_are_multiplexed_with_lru_eviction(service, speech):
     assert max(_stats("Renderer", "batch_sizes")) >= 1
 
 
+def test_each_deployment_holds_only_the_network_it_runs(service, speech, tiny_speaker_model):
+    from ray import serve
+
+    from stableface.models.networks import count_parameters
+
+    assert _post(service, "/v1/dub", speech["2s"], speaker="s1").status_code == 200
+    full = load_speaker_model(tiny_speaker_model).networks
+    expected = {
+        "Compositor": {},
+        "Audio2Expression": {"audio2expression": count_parameters(full.audio2expression)},
+        "Smoothing": {"smoothing": count_parameters(full.smoothing)},
+        "Renderer": {"renderer": count_parameters(full.renderer)},  # no discriminator, no audio2expression
+    }
+    for name, parameters in expected.items():
+        handle = serve.get_deployment_handle(name, app_name=APP_NAME).options(multiplexed_model_id="s1")
+        assert handle.model_stats.remote().result()["parameters"] == parameters, name
+
+
 def test_a_burst_beyond_the_queue_gets_503_and_nothing_else_fails(service, speech):
     with ThreadPoolExecutor(max_workers=6) as pool:
         responses = list(pool.map(lambda _: _post(service, "/v1/dub", speech["3s"]), range(6)))

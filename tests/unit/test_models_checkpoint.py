@@ -12,7 +12,6 @@ from stableface.models import (
     compose_model_config,
     load_component,
     load_models,
-    load_renderer,
     read_checkpoint,
     save_checkpoint,
     save_models,
@@ -82,7 +81,7 @@ def test_single_components_load_on_their_own(tmp_path):
     models = _trained_models("full")
     uri = str(tmp_path / "renderer_only.pt")
     save_checkpoint(uri, models.config, {"renderer": models.renderer})
-    renderer = load_renderer(uri)
+    renderer = load_component(uri, "renderer")
     inputs = _inputs()
     with torch.no_grad():
         expected = models.renderer(inputs["background"], inputs["shape"], inputs["audio"])
@@ -93,6 +92,10 @@ def test_single_components_load_on_their_own(tmp_path):
         load_models(uri)
     partial, _ = load_models(uri, required=["renderer"])
     assert torch.equal(partial.renderer.decoder[-2].weight, models.renderer.decoder[-2].weight)
+    alone, _ = load_models(uri, required=["renderer"], components=["renderer"])
+    assert alone.components == ("renderer",) and alone.audio2expression is None and alone.discriminator is None
+    assert sum(p.numel() for p in alone.parameters()) == sum(p.numel() for p in models.renderer.parameters())
+    assert torch.equal(alone.renderer.decoder[-2].weight, models.renderer.decoder[-2].weight)
 
 
 def test_files_that_are_not_checkpoints_raise_errors_naming_them(tmp_path):

@@ -164,6 +164,8 @@ class ServeConfig:
     max_models_per_replica: int = 3  # speaker models each replica keeps (least recently used evicted)
     max_sources_per_replica: int = 32  # prepared source tracks each compositor replica keeps in memory
     job_num_cpus: float = 0.5  # CPUs reserved for the Ray task that runs one asynchronous job
+    job_resubmit_interval_s: float = 15.0  # how often queued jobs without a task (after an outage) restart
+    max_job_attempts: int = 5  # a job started this often without finishing is failed, not retried forever
     host: str = "127.0.0.1"  # `stableface serve` only; serve/config.yaml has its own http_options
     port: int = 8000
     limits: ServeLimits = field(default_factory=ServeLimits)

@@ -18,7 +18,7 @@ from stableface.audio.features import audio_features
 from stableface.data.layout import CROPS, TRACK, VIDEO_META, DatasetLayout
 from stableface.data.manifest import STATUS_FAILED, STATUS_OK
 from stableface.data.records import VideoTrack
-from stableface.errors import InputError, NoAudioStream, UnreadableMedia
+from stableface.errors import InputError, NoAudioStream, StorageUnavailable, UnreadableMedia
 from stableface.face.config import FaceConfig
 from stableface.face.face_model import estimate_pose
 from stableface.face.landmarks import LandmarkBackend, track_landmarks
@@ -137,6 +137,8 @@ def extract_video_row(
     except InputError as error:
         row.update(status=STATUS_FAILED, reason=str(error), seconds=round(time.monotonic() - started, 2))
         logger.warning("%s/%s failed: %s", speaker, video_id, error)
+    except StorageUnavailable:
+        raise  # the store, not the video: preprocessing stops and a rerun skips finished speakers
     except Exception as error:  # a batch job records the failure and carries on
         logger.exception("%s/%s: unexpected error", speaker, video_id)
         row.update(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, fields
-from typing import Any
 
 import numpy as np
 
@@ -90,8 +89,3 @@ class VideoFace:
     def load(cls, storage: Storage, uri: str) -> VideoFace:
         arrays = load_arrays(storage, uri)
         return cls(**{f.name: arrays[f.name] for f in fields(cls)})
-
-
-def jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    """Numpy scalars -> Python scalars, for manifests."""
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}

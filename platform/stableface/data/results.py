@@ -60,11 +60,3 @@ def write_results(
     storage.write_bytes(parquet_uri, buffer.getvalue())
     storage.write_text(csv_uri, _csv_frame(frame).to_csv(index=False))
     return {"parquet": parquet_uri, "csv": csv_uri}
-
-
-def read_results(storage: Storage, uri: str) -> pd.DataFrame:
-    """Read a results table written by :func:`write_results` (Parquet or CSV)."""
-    raw = storage.read_bytes(uri)
-    if str(uri).lower().endswith(".parquet"):
-        return pd.read_parquet(io.BytesIO(raw))
-    return pd.read_csv(io.BytesIO(raw))

@@ -20,7 +20,7 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from stableface.data.catalog import read_table, resolve, table_base_dir, validate_id
-from stableface.errors import InputError
+from stableface.errors import InputError, StorageUnavailable
 from stableface.inference.config import DubConfig
 from stableface.inference.inputs import load_speaker_model
 from stableface.inference.pipeline import dub_files
@@ -259,6 +259,8 @@ def dub_entry(
     except InputError as error:
         row.update(status=STATUS_FAILED, reason=str(error), seconds=round(time.monotonic() - started, 2))
         logger.warning("%s failed: %s", entry["job_id"], error)
+    except StorageUnavailable:
+        raise  # not this row's fault: the job stops, and a rerun picks the row up again
     except Exception as error:  # one bad item must not stop a catalog of thousands
         logger.exception("%s: unexpected error", entry["job_id"])
         row.update(

@@ -32,11 +32,13 @@ def load_speech(path: str | Path, sample_rate: int, uri: str | None = None) -> n
     return samples
 
 
-def load_speaker_model(uri: str, storage=None):
-    """:meth:`SpeakerModel.load` plus :func:`check_speaker_model`: a model dubbing can use, or an error naming ``uri``."""
-    from stableface.speaker_model import SpeakerModel
+def load_speaker_model(uri: str, storage=None, components=None):
+    """:meth:`SpeakerModel.load` plus :func:`check_speaker_model`: a model dubbing can use, or an error naming ``uri``.
 
-    model = SpeakerModel.load(uri, storage)
+    ``components`` (default: every network inference runs) limits which networks are loaded."""
+    from stableface.speaker_model import INFERENCE_COMPONENTS, SpeakerModel
+
+    model = SpeakerModel.load(uri, storage, INFERENCE_COMPONENTS if components is None else components)
     check_speaker_model(model, uri)
     return model
 

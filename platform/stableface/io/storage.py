@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stableface.errors import InvalidURI, StorageNotFound
+from stableface.errors import InvalidURI, StorageNotFound, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ MIB = 1024 * 1024
 S3_SCHEME = "s3://"
 FILE_SCHEME = "file://"
 MISSING_CODES = ("404", "NoSuchKey", "NotFound")
+DENIED_CODES = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken")
 
 
 @dataclass
@@ -43,6 +44,7 @@ class StorageConfig:
     multipart_threshold_mb: int = 64
     multipart_chunk_mb: int = 16
     max_concurrency: int = 4
+    max_attempts: int = 5  # per S3 call, with backoff, before the store counts as unavailable
 
 
 def is_s3(uri: str) -> bool:
@@ -130,7 +132,7 @@ class Storage:
             self._client = session.client(
                 "s3",
                 endpoint_url=cfg.endpoint_url or None,
-                config=Config(retries={"max_attempts": 5, "mode": "standard"}),
+                config=Config(retries={"max_attempts": cfg.max_attempts, "mode": "standard"}),
             )
         return self._client
 
@@ -143,23 +145,33 @@ class Storage:
             max_concurrency=self.config.max_concurrency,
         )
 
+    def _store_name(self, uri: str) -> str:
+        """``s3://bucket/key`` plus the endpoint it goes to, so an outage message names the store."""
+        endpoint = self.config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+        return f"{uri} (endpoint {endpoint})"
+
     def _translate(self, error: Exception, uri: str) -> Exception:
-        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+        """A missing object or bucket is :class:`StorageNotFound` (an input problem); anything that
+        says the store cannot be used (no route, no credentials, access denied, a server error) is
+        :class:`StorageUnavailable`, which must never be mistaken for "empty" or "bad input"."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         if isinstance(error, NoCredentialsError):
-            return StorageNotFound(
-                uri, "no S3 credentials found (set AWS_* variables, a profile or an instance role)"
+            return StorageUnavailable(
+                self._store_name(uri),
+                "no S3 credentials found (set AWS_* variables, a profile or an instance role)",
             )
-        if isinstance(error, EndpointConnectionError):
-            return StorageNotFound(uri, f"cannot reach the S3 endpoint ({error})")
         if isinstance(error, ClientError):
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchBucket",):
                 return StorageNotFound(uri, f"bucket '{split_s3(uri)[0]}' does not exist")
             if code in MISSING_CODES:
                 return StorageNotFound(uri, "no such object")
-            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                return StorageNotFound(uri, f"access denied ({code})")
+            if code in DENIED_CODES:
+                return StorageUnavailable(self._store_name(uri), f"access denied ({code})")
+            return StorageUnavailable(self._store_name(uri), f"the store answered {code or 'an error'}")
+        if isinstance(error, BotoCoreError):  # no connection, timeouts, a cut-off response
+            return StorageUnavailable(self._store_name(uri), f"cannot reach the store ({error})")
         return error
 
     # ----------------------------------------------------------------- queries
@@ -306,7 +318,9 @@ class Storage:
             stored = self.size(uri)
             if stored != expected:
                 self.delete(uri)
-                raise StorageNotFound(uri, f"upload truncated: stored {stored} of {expected} bytes")
+                raise StorageUnavailable(
+                    self._store_name(uri), f"upload cut short: stored {stored} of {expected} bytes"
+                )
             return
         target = _local_path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)

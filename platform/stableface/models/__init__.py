@@ -6,11 +6,8 @@ presets); save and load them with configs inside the checkpoint (:mod:`.checkpoi
 
 from stableface.models.checkpoint import (
     Checkpoint,
-    load_audio2expression,
     load_component,
     load_models,
-    load_renderer,
-    load_smoothing,
     read_checkpoint,
     save_checkpoint,
     save_models,
@@ -62,11 +59,8 @@ __all__ = [
     "compose_model_config",
     "count_parameters",
     "load_ablation",
-    "load_audio2expression",
     "load_component",
     "load_models",
-    "load_renderer",
-    "load_smoothing",
     "read_checkpoint",
     "save_checkpoint",
     "save_models",

@@ -97,28 +97,20 @@ def load_component(uri: str, name: str, storage: Storage | None = None) -> nn.Mo
 
 
 def load_models(
-    uri: str, storage: Storage | None = None, required: Iterable[str] = COMPONENTS
+    uri: str,
+    storage: Storage | None = None,
+    required: Iterable[str] = COMPONENTS,
+    components: Iterable[str] = COMPONENTS,
 ) -> tuple[StableFaceModels, Checkpoint]:
-    """All four networks in eval mode; components in ``required`` must be in the checkpoint, the
-    others load when present and otherwise keep their fresh initialisation."""
+    """The networks named in ``components`` (others are not built), in eval mode; those in
+    ``required`` must be in the checkpoint, the others load when present and otherwise keep their
+    fresh initialisation."""
     checkpoint = read_checkpoint(uri, storage)
     missing = [name for name in required if name not in checkpoint.state_dicts]
     if missing:
         raise InputError(uri, f"checkpoint lacks {', '.join(missing)}")
-    models = StableFaceModels(checkpoint.config)
-    for name in COMPONENTS:
+    models = StableFaceModels(checkpoint.config, components)
+    for name in models.components:
         if name in checkpoint.state_dicts:
             getattr(models, name).load_state_dict(checkpoint.state_dicts[name])
     return models.eval(), checkpoint
-
-
-def load_renderer(uri: str, storage: Storage | None = None) -> nn.Module:
-    return load_component(uri, "renderer", storage)
-
-
-def load_audio2expression(uri: str, storage: Storage | None = None) -> nn.Module:
-    return load_component(uri, "audio2expression", storage)
-
-
-def load_smoothing(uri: str, storage: Storage | None = None) -> nn.Module:
-    return load_component(uri, "smoothing", storage)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
@@ -45,15 +47,30 @@ def build_component(config: ModelConfig, name: str) -> nn.Module:
 
 
 class StableFaceModels(nn.Module):
-    """The four networks of one speaker model; stage 1 trains audio2expression, stage 2 the rest."""
+    """The four networks of one speaker model; stage 1 trains audio2expression, stage 2 the rest.
 
-    def __init__(self, config: ModelConfig):
+    ``components`` builds only some of them (the others are None): a serving stage that runs one
+    network holds no weights of the others."""
+
+    audio2expression: Audio2Expression | None
+    smoothing: TemporalSmoothing | None
+    renderer: Renderer | None
+    discriminator: PatchDiscriminator | None
+
+    def __init__(self, config: ModelConfig, components: Iterable[str] = COMPONENTS):
         super().__init__()
         self.config = config
-        self.audio2expression = build_audio2expression(config)
-        self.smoothing = build_smoothing(config)
-        self.renderer = build_renderer(config)
-        self.discriminator = build_discriminator(config)
+        chosen = set(components)
+        unknown = chosen - set(COMPONENTS)
+        if unknown:
+            raise KeyError(f"unknown model components {sorted(unknown)}; known: {', '.join(COMPONENTS)}")
+        for name in COMPONENTS:
+            setattr(self, name, BUILDERS[name](config) if name in chosen else None)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """The networks this instance holds, in :data:`COMPONENTS` order."""
+        return tuple(name for name in COMPONENTS if getattr(self, name) is not None)
 
     def generate(
         self,

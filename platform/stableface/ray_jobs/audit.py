@@ -21,9 +21,10 @@ from stableface.config import to_dict, with_absolute_uris
 from stableface.config.jobs import AuditJobConfig
 from stableface.data.catalog import list_video_catalog
 from stableface.data.results import write_results
-from stableface.errors import BackendUnavailable, InputError
+from stableface.errors import BackendUnavailable, InputError, StorageUnavailable
 from stableface.io.storage import Storage, join
 from stableface.metrics.video import STATUS_FAILED, STATUS_OK, VideoScore, is_flagged, score_video
+from stableface.ray_jobs.runtime import ensure_ray, outages_surface
 from stableface.report.html import COMPARE_PREFIX, ReportData, encode_png, render_report, row_key
 from stableface.utils.progress import Progress
 
@@ -105,6 +106,8 @@ class AuditScorer:
             row.update(self._slice(score, base))
         except InputError as error:
             row = {**base, "status": STATUS_FAILED, "reason": str(error)}
+        except StorageUnavailable:
+            raise  # the store, not the video: the audit stops and a rerun scores everything
         except Exception as error:  # an unforeseen failure of one video must not stop the audit
             logger.exception("scoring %s failed", uri)
             row = {**base, "status": STATUS_FAILED, "reason": f"{uri}: {type(error).__name__}: {error}"}
@@ -176,9 +179,10 @@ def score_catalog(entries: list[dict[str, Any]], cfg: AuditJobConfig) -> list[di
     )
     progress = Progress("audit", total=len(entries), unit="videos")
     rows = []
-    for row in dataset.iter_rows():
-        rows.append({key: _plain(value) for key, value in row.items()})
-        progress.update(1)
+    with outages_surface():
+        for row in dataset.iter_rows():
+            rows.append({key: _plain(value) for key, value in row.items()})
+            progress.update(1)
     progress.close()
     order = {(e["side"], e["speaker"], e["video_id"]): i for i, e in enumerate(entries)}
     rows.sort(key=lambda r: order.get((r["side"], r["speaker"], r["video_id"]), len(order)))
@@ -221,8 +225,6 @@ def _median(rows: list[dict[str, Any]], column: str) -> float | None:
 def run(cfg: AuditJobConfig) -> dict[str, Any]:
     """Audit ``cfg.catalog`` (and ``cfg.compare_with``); returns a summary with the output URIs."""
     cfg = with_absolute_uris(cfg)
-    from stableface.ray_jobs.runtime import ensure_ray
-
     started = time.monotonic()
     storage = Storage(cfg.storage)
     entries = _catalog(cfg.catalog, MAIN_SIDE, storage)

@@ -1,7 +1,10 @@
 """``stableface dub``: bulk dubbing of a catalog on Ray Data -> dubbed mp4s + a result manifest.
 
-Catalog rows (see :mod:`stableface.inference.batch`) go through Ray Data, one row per block, to a
-pool of :class:`DubWorker` actors. Each actor keeps the speaker models it has loaded (so a model
+Catalog rows (see :mod:`stableface.inference.batch`) go through Ray Data to a pool of
+:class:`DubWorker` actors: a row to dub is one block (an actor that dies on it costs that row
+alone), rows that are probably finished (their record exists) or invalid go many to a block. The
+driver reads the catalog and lists the recorded rows once, so planning stays O(1) requests per row
+however large the catalog; every per-row existence check runs in the actors. Each actor keeps the speaker models it has loaded (so a model
 loads once per actor, and rows are sorted by model so actors see runs of one speaker) and a
 MediaPipe tracker for scoring. Every row is dubbed by :func:`stableface.inference.batch.dub_entry`:
 
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +35,7 @@ import pandas as pd
 from stableface.config import to_dict, with_absolute_uris
 from stableface.config.jobs import DubJobConfig
 from stableface.data.results import write_results
+from stableface.errors import StorageNotFound, StorageUnavailable
 from stableface.inference.batch import (
     RESULT_COLUMNS,
     STATUS_FAILED,
@@ -39,15 +45,17 @@ from stableface.inference.batch import (
     dub_entry,
     msi_scorer,
     read_dub_catalog,
-    record_uri,
 )
-from stableface.io.storage import Storage, join
+from stableface.io.storage import Storage, basename, join
 from stableface.ray_jobs.runtime import ensure_ray, node_id
 from stableface.utils.progress import Progress
 
 logger = logging.getLogger(__name__)
 
 ROW_COLUMN = "row_json"  # rows travel as JSON: failed rows lack the measurements of finished ones
+OUTAGE_KEY = "store_outage"  # a row stopped by an unusable store: (uri, problem), never a result
+QUICK_BLOCK_ROWS = 256  # rows with a record (to check) or a reason (to report) need no dubbing
+RECORD_SUFFIX = ".json"
 
 
 class DubWorker:
@@ -72,10 +80,15 @@ class DubWorker:
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows = []
         for entry in batch.to_dict(orient="records"):
-            row = dub_entry(
-                entry, self.cfg.dub, self.cfg.output_uri, self.storage, self.models, self.sources,
-                self.scorer, self.cfg.overwrite, self.node,
-            )  # fmt: skip
+            try:
+                row = dub_entry(
+                    entry, self.cfg.dub, self.cfg.output_uri, self.storage, self.models, self.sources,
+                    self.scorer, self.cfg.overwrite, self.node,
+                )  # fmt: skip
+            except StorageUnavailable as outage:
+                # Returned, not raised: the job tolerates errored blocks (rows whose actor died), so a
+                # raised outage would read as one more given-up row instead of stopping the job.
+                row = {"job_id": entry["job_id"], OUTAGE_KEY: [outage.uri, outage.problem]}
             rows.append({"job_id": entry["job_id"], ROW_COLUMN: json.dumps(row, default=_plain)})
         return pd.DataFrame(rows)
 
@@ -99,17 +112,54 @@ def _actor_count(cfg: DubJobConfig, n_items: int) -> int:
     return max(1, min(int(slots), n_items))
 
 
-def dub_on_ray(entries: list[dict[str, Any]], cfg: DubJobConfig) -> list[dict[str, Any]]:
-    """Dub ``entries`` on Ray Data actors; returns one row per entry (in completion order)."""
+@dataclass
+class DubPlan:
+    """What a run does with each catalog row, decided from one listing of the recorded rows."""
+
+    entries: list[dict[str, Any]]  # the catalog, in its order
+    quick: list[dict[str, Any]]  # recorded (probably finished: actors check the output) or invalid
+    todo: list[dict[str, Any]]  # to dub, sorted by model so actors see runs of one speaker
+
+
+def recorded_job_ids(output_uri: str, storage: Storage) -> set[str]:
+    """Job ids with a record under ``<output_uri>/items/``: one listing, not a request per row."""
+    try:
+        uris = storage.list(join(output_uri, "items"), suffixes=(RECORD_SUFFIX,))
+    except StorageNotFound:
+        return set()
+    return {basename(uri)[: -len(RECORD_SUFFIX)] for uri in uris}
+
+
+def plan_dub(cfg: DubJobConfig, storage: Storage) -> DubPlan:
+    entries = read_dub_catalog(cfg.catalog, cfg.models_uri, cfg.output_uri, storage)
+    recorded = set() if cfg.overwrite else recorded_job_ids(cfg.output_uri, storage)
+    quick = [e for e in entries if e["job_id"] in recorded or e.get("reason")]
+    quick_ids = {e["job_id"] for e in quick}
+    todo = sorted(
+        (e for e in entries if e["job_id"] not in quick_ids), key=lambda e: (e["model_uri"], e["video_uri"])
+    )
+    return DubPlan(entries, quick, todo)
+
+
+def dub_on_ray(plan: DubPlan, cfg: DubJobConfig) -> list[dict[str, Any]]:
+    """Dub the plan's rows on Ray Data actors; returns one row per row (in completion order)."""
     import ray
 
-    actors = _actor_count(cfg, len(entries))
-    logger.info("dubbing %d catalog rows with %d actors", len(entries), actors)
+    n_rows = len(plan.quick) + len(plan.todo)
+    actors = _actor_count(cfg, max(1, len(plan.todo)))
+    logger.info("dubbing %d catalog rows with %d actors", n_rows, actors)
     context = ray.data.DataContext.get_current()
     saved_limit = context.max_errored_blocks
+    # Set before any dataset exists: each dataset keeps a copy of the context it was created under.
     context.max_errored_blocks = -1  # a row given up after its retries must not stop the others
     try:
-        dataset = ray.data.from_items(entries, override_num_blocks=len(entries)).map_batches(
+        parts = []
+        if plan.quick:
+            blocks = math.ceil(len(plan.quick) / QUICK_BLOCK_ROWS)
+            parts.append(ray.data.from_items(plan.quick, override_num_blocks=blocks))
+        if plan.todo:
+            parts.append(ray.data.from_items(plan.todo, override_num_blocks=len(plan.todo)))
+        dataset = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).map_batches(
             DubWorker,
             fn_constructor_kwargs={"cfg": cfg},
             batch_size=1,
@@ -122,7 +172,7 @@ def dub_on_ray(entries: list[dict[str, Any]], cfg: DubJobConfig) -> list[dict[st
             max_restarts=cfg.max_restarts,
             max_task_retries=cfg.max_task_retries,
         )
-        progress = Progress("dub", total=len(entries), unit="videos")
+        progress = Progress("dub", total=n_rows, unit="videos")
         rows = []
         for record in dataset.iter_rows():
             rows.append(json.loads(record[ROW_COLUMN]))
@@ -147,34 +197,31 @@ def _given_up(entry: dict[str, Any], cfg: DubJobConfig) -> dict[str, Any]:
     }
 
 
-def _finished_at_driver(entry: dict[str, Any], cfg: DubJobConfig, storage: Storage) -> dict[str, Any] | None:
-    """The recorded row of an entry whose output and record both exist (no actor needed), else None."""
-    if cfg.overwrite or entry.get("reason"):
-        return None
-    record = record_uri(cfg.output_uri, entry["job_id"])
-    if not (storage.exists(entry["output_uri"]) and storage.exists(record)):
-        return None
-    return {**storage.read_json(record), "resumed": True, "seconds": 0.0}
-
-
 def run(cfg: DubJobConfig) -> dict[str, Any]:
     """Dub every row of ``cfg.catalog``; returns the summary (also written to ``summary.json``)."""
     cfg = with_absolute_uris(cfg)
     started = time.monotonic()
     storage = Storage(cfg.storage)
-    entries = read_dub_catalog(cfg.catalog, cfg.models_uri, cfg.output_uri, storage)
-    done = {e["job_id"]: row for e in entries if (row := _finished_at_driver(e, cfg, storage)) is not None}
-    todo = sorted(
-        (e for e in entries if e["job_id"] not in done), key=lambda e: (e["model_uri"], e["video_uri"])
-    )
+    plan = plan_dub(cfg, storage)
+    entries = plan.entries
     logger.info(
-        "dub %s -> %s: %d rows, %d already finished", cfg.catalog, cfg.output_uri, len(entries), len(done)
-    )
-    rows = dict(done)
-    if todo:
+        "dub %s -> %s: %d rows, %d recorded by an earlier run (checked, not dubbed again)",
+        cfg.catalog, cfg.output_uri, len(entries), len(plan.quick) - sum(bool(e.get("reason")) for e in plan.quick),
+    )  # fmt: skip
+    rows: dict[str, dict[str, Any]] = {}
+    if entries:
         ensure_ray(cfg.ray)
-        rows.update({row["job_id"]: row for row in dub_on_ray(todo, cfg)})
-        rows.update({e["job_id"]: _given_up(e, cfg) for e in todo if e["job_id"] not in rows})
+        results = dub_on_ray(plan, cfg)
+        outages = [row[OUTAGE_KEY] for row in results if OUTAGE_KEY in row]
+        if outages:
+            finished = len(results) - len(outages)
+            raise StorageUnavailable(
+                outages[0][0],
+                f"{outages[0][1]}; {len(outages)} rows stopped, none marked failed. {finished} of "
+                f"{len(entries)} rows are finished and kept: rerun the job when the store is back",
+            )
+        rows.update({row["job_id"]: row for row in results})
+        rows.update({e["job_id"]: _given_up(e, cfg) for e in entries if e["job_id"] not in rows})
     ordered = [rows[e["job_id"]] for e in entries]  # catalog order, exactly one row per catalog row
     tables = write_results(storage, cfg.output_uri, "manifest", ordered, RESULT_COLUMNS)
     ok = [r for r in ordered if r["status"] == STATUS_OK]

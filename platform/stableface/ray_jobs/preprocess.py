@@ -35,7 +35,7 @@ from stableface.data.manifest import finished_speakers, write_dataset_manifest
 from stableface.data.speakers import encode_speaker_row, fit_or_load_face_model, speaker_identity_row
 from stableface.face.landmarks import BACKENDS, LandmarkBackend, make_backend
 from stableface.io.storage import Storage
-from stableface.ray_jobs.runtime import ensure_ray, node_id
+from stableface.ray_jobs.runtime import ensure_ray, node_id, outages_surface
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,8 @@ def run(cfg: PreprocessJobConfig) -> dict[str, Any]:
         cfg.catalog, cfg.dataset_uri, len(entries), len(speakers), len(finished),
     )  # fmt: skip
     if todo:
-        process_on_ray(todo, cfg, storage, layout)
+        with outages_surface():
+            process_on_ray(todo, cfg, storage, layout)
     manifest = write_dataset_manifest(storage, layout, speakers, cfg)
     summary = {
         "dataset_uri": cfg.dataset_uri,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 
 from stableface.config.jobs import RayConfig
+from stableface.errors import StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +31,11 @@ def ensure_ray(config: RayConfig) -> None:
 
     if not ray.is_initialized():
         _init(config)
-    DataContext.get_current().max_consecutive_actor_init_deaths = ACTOR_INIT_DEATH_BUDGET
+    context = DataContext.get_current()
+    context.max_consecutive_actor_init_deaths = ACTOR_INIT_DEATH_BUDGET
+    # A UDF's own exception, not a UserCodeException wrapping it: the wrapper's cause does not
+    # survive pickling, and a StorageUnavailable must reach the driver as itself (outages_surface).
+    context.raise_original_map_exception = True
 
 
 def _init(config: RayConfig) -> None:
@@ -56,3 +63,32 @@ def node_id() -> str:
     if not ray.is_initialized():
         return "local"
     return ray.get_runtime_context().get_node_id()
+
+
+def find_outage(error: BaseException) -> StorageUnavailable | None:
+    """The :class:`StorageUnavailable` behind an error Ray raised (a task's or an actor's), if any."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, StorageUnavailable):
+            return StorageUnavailable(current.uri, current.problem)
+        pending.extend([getattr(current, "cause", None), current.__cause__, current.__context__])
+    return None
+
+
+@contextlib.contextmanager
+def outages_surface() -> Iterator[None]:
+    """Re-raise a store outage that Ray wrapped in its own errors as the plain StorageUnavailable."""
+    try:
+        yield
+    except StorageUnavailable:
+        raise
+    except Exception as error:
+        outage = find_outage(error)
+        if outage is None:
+            raise
+        raise outage from error

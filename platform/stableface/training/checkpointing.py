@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from stableface.errors import InputError
-from stableface.io.storage import Storage, join
+from stableface.io.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,3 @@ def write_state_dir(directory: str | Path, state: TrainingState) -> Path:
     path = Path(directory) / STATE_FILE
     save_state(str(path), state)
     return path
-
-
-def read_state_dir(directory: str, storage: Storage | None = None) -> TrainingState:
-    """The state in a checkpoint directory (local or s3://) written by :func:`write_state_dir`."""
-    return load_state(join(directory, STATE_FILE), storage)

@@ -1,0 +1,134 @@
+"""A store outage mid-job: the job stops naming the store, no row is blamed, a rerun finishes the rest.
+
+The outage is real: every S3 call goes over TCP to the moto server through a forwarder that the test
+stops mid-run (``store_outage`` in tests/conftest.py) and starts again, data intact, for the rerun.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from stableface.cli import EXIT_STORE_UNAVAILABLE, main
+from stableface.config import compose
+from stableface.errors import StorageUnavailable
+from stableface.io.audio import read_audio, write_audio
+from stableface.io.storage import Storage, StorageConfig, join
+from stableface.ray_jobs import audit, dub
+
+pytestmark = pytest.mark.integration
+QUICK_RETRIES = 2  # per S3 call, so an outage shows in well under a second
+N_ROWS = 6
+
+
+def _stop_when(store_outage, storage: Storage, prefix: str, stop_event: threading.Event) -> threading.Thread:
+    """A thread that stops the store as soon as the first object appears under ``prefix``."""
+
+    def watch():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not stop_event.is_set():
+            try:
+                if storage.list(prefix):
+                    store_outage.stop()
+                    stop_event.set()
+                    return
+            except Exception:  # noqa: BLE001 - nothing under the prefix yet
+                pass
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def _storage_overrides(endpoint: str) -> list[str]:
+    return [
+        f"storage.endpoint_url={endpoint}",
+        "storage.region=us-east-1",
+        f"storage.max_attempts={QUICK_RETRIES}",
+    ]
+
+
+def test_a_dub_job_stops_on_an_outage_blames_no_row_and_a_rerun_dubs_each_row_once(
+    ray_local, store_outage, s3_endpoint, s3_bucket, tiny_speaker_model, grid_clips, shared_data, tmp_path
+):
+    speech = tmp_path / "speech.wav"
+    write_audio(speech, read_audio(shared_data / "speech" / "macron_12s.wav")[: 2 * 16_000], 16_000)
+    catalog = tmp_path / "catalog.csv"
+    rows = [f"row-{i},{grid_clips[30 + i]},{speech},{tiny_speaker_model}" for i in range(N_ROWS)]
+    catalog.write_text("job_id,video_uri,audio_uri,model_uri\n" + "\n".join(rows) + "\n")
+    output_uri = f"{s3_bucket}/dubs"
+    options = [f"catalog={catalog}", f"output_uri={output_uri}", "concurrency=1", "cache_sources=false"]
+    cfg = compose("dub", options + _storage_overrides(store_outage.endpoint))
+    direct = Storage(StorageConfig(endpoint_url=s3_endpoint, region="us-east-1"))  # behind the forwarder
+
+    stopped = threading.Event()
+    watcher = _stop_when(store_outage, direct, join(output_uri, "items"), stopped)
+    with pytest.raises(StorageUnavailable) as caught:
+        dub.run(cfg)
+    watcher.join(timeout=5)
+    assert stopped.is_set(), "the job finished before the outage began"
+    message = str(caught.value)
+    assert store_outage.endpoint in message and "none marked failed" in message and "rerun" in message
+    records = [direct.read_json(uri) for uri in direct.list(join(output_uri, "items"))]
+    assert 1 <= len(records) < N_ROWS
+    assert {record["status"] for record in records} == {"ok"}  # no row was blamed for the outage
+    assert not direct.exists(join(output_uri, "manifest.csv"))  # no manifest that says "done"
+
+    store_outage.start()
+    summary = dub.run(cfg)
+    assert (summary["rows"], summary["ok"], summary["failed"]) == (N_ROWS, N_ROWS, 0)
+    assert (summary["resumed"], summary["dubbed"]) == (len(records), N_ROWS - len(records))  # once each
+
+
+def test_an_audit_stops_on_an_outage_and_a_rerun_scores_every_video(
+    ray_local, store_outage, s3_endpoint, s3_bucket, grid_clips, tmp_path
+):
+    direct = Storage(StorageConfig(endpoint_url=s3_endpoint, region="us-east-1"))
+    videos = f"{s3_bucket}/videos/s1"
+    for clip in grid_clips[40 : 40 + N_ROWS]:
+        direct.upload_file(clip, join(videos, clip.name))
+    output_uri = f"{s3_bucket}/audit"
+    cfg = compose(
+        "audit",
+        [
+            f"catalog={s3_bucket}/videos",
+            f"output_uri={output_uri}",
+            "concurrency=1",
+            *_storage_overrides(store_outage.endpoint),
+        ],
+    )
+
+    stopped = threading.Event()
+    watcher = _stop_when(store_outage, direct, join(output_uri, "slices"), stopped)
+    with pytest.raises(StorageUnavailable) as caught:
+        audit.run(cfg)
+    watcher.join(timeout=5)
+    assert stopped.is_set(), "the audit finished before the outage began"
+    assert store_outage.endpoint in str(caught.value)
+    assert not direct.exists(join(output_uri, "audit.csv"))
+
+    store_outage.start()
+    summary = audit.run(cfg)
+    table = direct.read_text(join(output_uri, "audit.csv"))
+    assert table.count("\n") == N_ROWS + 1 and ",failed," not in table, summary
+
+
+def test_the_cli_exits_3_naming_the_store_when_it_cannot_be_reached(
+    closed_endpoint, tiny_speaker_model, grid_clips, shared_data, tmp_path, caplog
+):
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(
+        f"job_id,video_uri,audio_uri,model_uri\nr1,{grid_clips[0]},{shared_data}/speech/macron_12s.wav,{tiny_speaker_model}\n"
+    )
+    argv = ["dub", f"catalog={catalog}", "output_uri=s3://bucket/dubs", *_storage_overrides(closed_endpoint)]
+    with caplog.at_level(logging.ERROR, logger="stableface"):
+        assert main(argv) == EXIT_STORE_UNAVAILABLE
+    assert any(
+        closed_endpoint in record.getMessage() and "rerun" in record.getMessage() for record in caplog.records
+    )
+    assert not Path("s3:").exists()
