@@ -18,7 +18,7 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 VIDEO_COLUMNS = (
     "speaker", "video_id", "video_uri", "status", "reason", "n_frames", "frames_without_face",
-    "fps", "width", "height", "duration_s", "seconds", "extract_node", "encode_node",
+    "face_segments", "frames_bridged", "frames_lost", "frames_lost_reason", "fps", "width", "height", "duration_s", "seconds", "extract_node", "encode_node",
 )  # fmt: skip
 
 
