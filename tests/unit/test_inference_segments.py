@@ -78,12 +78,16 @@ def test_the_lecture_source_has_two_face_segments(lecture_source, mixed_lecture)
     (_, a), (_, c), _ = mixed_lecture["parts"]
     assert not lecture_source.present[a:c].any()
     assert lecture_source.cuts[a] and lecture_source.cuts[c]
-    summary = face_segments(lecture_source.present, DubConfig().inference.max_bridge_frames, lecture_source.cuts)
+    summary = face_segments(
+        lecture_source.present, DubConfig().inference.max_bridge_frames, lecture_source.cuts
+    )
     assert len(summary.segments) == 2
     assert summary.segments[0].stop <= a and summary.segments[1].start >= c
 
 
-def test_cutaway_frames_are_the_source_bit_for_bit(model, mixed_lecture, lecture_speech, lecture_source, tmp_path):
+def test_cutaway_frames_are_the_source_bit_for_bit(
+    model, mixed_lecture, lecture_speech, lecture_source, tmp_path
+):
     config = DubConfig()
     plan = plan_dub(model, mixed_lecture["path"], lecture_speech, config, lecture_source)
     dubbed = np.stack(list(plan.frames()))  # (N, H, W, 3) composited, before encoding
@@ -101,7 +105,9 @@ def test_cutaway_frames_are_the_source_bit_for_bit(model, mixed_lecture, lecture
     # the face segments are dubbed (the untrained renderer paints noise over the mouth)
     assert np.all(per_frame[5 : a - 5] > 50) and np.all(per_frame[c + 5 : end - 5] > 50)
 
-    result = dub_files(model, mixed_lecture["path"], lecture_speech, tmp_path / "dub.mp4", config, lecture_source)
+    result = dub_files(
+        model, mixed_lecture["path"], lecture_speech, tmp_path / "dub.mp4", config, lecture_source
+    )
     row = result.to_row()
     assert row["frames_dubbed"] + row["frames_passed_through"] == result.n_frames == end
     assert row["frames_passed_through"] >= c - a

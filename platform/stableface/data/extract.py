@@ -123,7 +123,9 @@ def _lost_reason(present: np.ndarray, segments: SegmentSummary, max_gap: int) ->
     gaps = segments.n_skipped - edges
     if gaps:
         n_gaps = len(segments.segments) - 1
-        parts.append(f"{gaps} frames in {n_gaps} gap{'s' if n_gaps != 1 else ''} of > {max_gap} frames without a face")
+        parts.append(
+            f"{gaps} frames in {n_gaps} gap{'s' if n_gaps != 1 else ''} of > {max_gap} frames without a face"
+        )
     if edges:
         parts.append(f"{edges} frames without a face before the first or after the last face")
     return "; ".join(parts)

@@ -111,7 +111,9 @@ class ExpressionSequences(Dataset):
             track = VideoTrack.load(storage, layout.video_file(speaker, video_id, TRACK))
             face = VideoFace.load(storage, layout.video_file(speaker, video_id, FACE))
             mouth = face.expression[:, :n_mouth].astype(np.float32)
-            self.videos.append(ExpressionVideo(f"{speaker}/{video_id}", track.audio, mouth, track.trainable()))
+            self.videos.append(
+                ExpressionVideo(f"{speaker}/{video_id}", track.audio, mouth, track.trainable())
+            )
         self.length = length
         self.index = window_index([v.trainable for v in self.videos], length, stride)
         if not self.index:

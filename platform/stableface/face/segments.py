@@ -59,7 +59,9 @@ class SegmentSummary:
 
     def describe(self, max_gap: int) -> str:
         if not self.segments:
-            return "no face segment"
+            return "not bridged (no face in any frame)"
+        if not self.n_bridged and not self.n_skipped:
+            return "none"
         parts = [f"{len(self.segments)} face segment{'s' if len(self.segments) != 1 else ''}"]
         if self.n_bridged:
             parts.append(f"{self.n_bridged} frames in gaps of <= {max_gap} bridged")

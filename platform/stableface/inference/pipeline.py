@@ -391,7 +391,9 @@ class _ChunkRenderer:
             if not any(self.dub_weight[a:b].any() for a, b in windows):
                 # No frame of these windows shows the dub (a cutaway): the renderer is not needed.
                 for offset, (a, b) in enumerate(windows):
-                    blender.add(group + offset, np.zeros_like(inputs["background"][a - span[0] : b - span[0]]))
+                    blender.add(
+                        group + offset, np.zeros_like(inputs["background"][a - span[0] : b - span[0]])
+                    )
                 continue
             pieces = {
                 key: None if inputs[key] is None else np.stack(

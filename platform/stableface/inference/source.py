@@ -239,7 +239,9 @@ def prepare_source(
     present = np.zeros(n_frames, dtype=bool)
     if accumulator.n_faces:
         present[np.concatenate(accumulator.rows["index"])] = True
-    require_faces(present, dataclasses.replace(face_config, min_face_fraction=config.min_face_fraction), source)
+    require_faces(
+        present, dataclasses.replace(face_config, min_face_fraction=config.min_face_fraction), source
+    )
 
     extent = bridge_gaps(accumulator.per_frame("extent", n_frames), present)  # (T, 2, 2)
     box = stable_crop_box(extent, present, face_config, source)

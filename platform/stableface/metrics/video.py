@@ -1,4 +1,4 @@
-"""Score one video file: decode, track landmarks, bridge frames without a face, MSI and extras.
+"""Score one video file: decode, track landmarks, MSI per face segment (short gaps bridged), extras.
 
 The result always says what happened: ``ok`` with scores, ``no_score`` with the reason (too few
 frames, too few faces) or ``failed`` with the input error (unreadable file, no video stream).
@@ -18,7 +18,8 @@ from stableface.face.ibug import N_IBUG
 from stableface.face.landmarks import LandmarkBackend, bridge_gaps, make_backend
 from stableface.io.video import iter_frames, probe_video
 from stableface.metrics.config import MetricsConfig
-from stableface.metrics.msi import CROP_REFERENCE_FRAMES, CropBox, crop_box, motion_stability
+from stableface.face.segments import face_segments
+from stableface.metrics.msi import CROP_REFERENCE_FRAMES, MIN_FRAMES, CropBox, crop_box, motion_stability
 from stableface.metrics.slice import sample_column, slice_roughness
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ class VideoScore:
     reason: str = ""
     n_frames: int = 0
     n_face_frames: int = 0
+    n_bridged: int = 0  # frames without a face inside face segments (short gaps, interpolated)
+    n_skipped: int = 0  # frames without a face outside every segment (long gaps, ends): not scored
+    n_segments: int = 0
+    n_scored_segments: int = 0  # segments long enough for an MSI (config.min_frames)
     bridging: str = "none"
     fps: float | None = None
     duration_s: float | None = None
@@ -64,6 +69,10 @@ class VideoScore:
             "n_frames": self.n_frames,
             "n_face_frames": self.n_face_frames,
             "n_missing_face": self.n_missing,
+            "n_bridged_frames": self.n_bridged,
+            "n_skipped_frames": self.n_skipped,
+            "n_segments": self.n_segments,
+            "n_scored_segments": self.n_scored_segments,
             "bridging": self.bridging,
             "fps": self.fps,
             "duration_s": self.duration_s,
@@ -77,25 +86,6 @@ class VideoScore:
         }
         row.update(self.extras)
         return row
-
-
-def describe_bridging(present: np.ndarray) -> str:
-    """How frames without a face were filled: interior gaps by interpolation, ends by the nearest face."""
-    missing = ~present
-    if not missing.any():
-        return "none"
-    found = np.flatnonzero(present)
-    if found.size == 0:
-        return "not bridged (no face in any frame)"
-    leading = int(found[0])
-    trailing = int(present.shape[0] - 1 - found[-1])
-    interior = int(missing.sum()) - leading - trailing
-    parts = []
-    if interior:
-        parts.append(f"{interior} interpolated linearly")
-    if leading or trailing:
-        parts.append(f"{leading + trailing} held from the nearest face frame")
-    return "; ".join(parts)
 
 
 class _SliceCollector:
@@ -193,7 +183,10 @@ def score_video(
     present = np.array([row is not None for row in rows], dtype=bool)  # (T,)
     score.n_frames = int(present.size)
     score.n_face_frames = int(present.sum())
-    score.bridging = describe_bridging(present)
+    segments = face_segments(present, config.max_bridge_frames)
+    score.n_segments, score.n_bridged = len(segments.segments), segments.n_bridged
+    score.n_skipped = score.n_frames - score.n_face_frames - segments.n_bridged
+    score.bridging = segments.describe(config.max_bridge_frames)
     if cpbd_values:
         score.cpbd = float(np.mean(cpbd_values))
     if slicer is not None:
@@ -215,12 +208,25 @@ def score_video(
         return score
 
     filled = np.stack([row if row is not None else np.zeros((N_IBUG, 2), np.float32) for row in rows])
-    track = bridge_gaps(filled, present)  # (T, 68, 2)
-    result = motion_stability(track)
-    score.msi_lip, score.msi_jaw = result.lip, result.jaw
-    score.msi_per_landmark = [float(v) for v in result.per_landmark]
+    scored = [s for s in segments.segments if s.length >= max(config.min_frames, MIN_FRAMES)]
+    score.n_scored_segments = len(scored)
+    if not scored:
+        score.status = STATUS_NO_SCORE
+        score.reason = (
+            f"{source}: no face segment has {config.min_frames} frames for an MSI "
+            f"({segments.describe(config.max_bridge_frames)})"
+        )
+        return score
+    results = [
+        motion_stability(bridge_gaps(filled[s.start : s.stop], present[s.start : s.stop])) for s in scored
+    ]
+    lengths = np.array([s.length for s in scored], np.float64)  # (G,) weights of the segments
+    score.msi_lip = float(np.average([r.lip for r in results], weights=lengths))
+    score.msi_jaw = float(np.average([r.jaw for r in results], weights=lengths))
+    per_landmark = np.average(np.stack([r.per_landmark for r in results]), axis=0, weights=lengths)  # (68,)
+    score.msi_per_landmark = [float(v) for v in per_landmark]
     if keep_landmarks:
-        score.ibug68 = track.astype(np.float32)
+        score.ibug68 = bridge_gaps(filled, present).astype(np.float32)  # (T, 68, 2)
     return score
 
 
