@@ -16,9 +16,9 @@ import numpy as np
 from stableface.errors import InputError
 from stableface.face.ibug import N_IBUG
 from stableface.face.landmarks import LandmarkBackend, bridge_gaps, make_backend
+from stableface.face.segments import face_segments
 from stableface.io.video import iter_frames, probe_video
 from stableface.metrics.config import MetricsConfig
-from stableface.face.segments import face_segments
 from stableface.metrics.msi import CROP_REFERENCE_FRAMES, MIN_FRAMES, CropBox, crop_box, motion_stability
 from stableface.metrics.slice import sample_column, slice_roughness
 
