@@ -50,6 +50,8 @@ class InferenceConfig:
     # Frames over which the dub eases in and out where a face appears or leaves within a shot (at a
     # shot cut it starts and stops at once: the cut hides the change).
     fade_frames: int = 3
+    # Speech shorter than this is refused (a clear failed row, not a dub of a few frames).
+    min_audio_s: float = 0.5
     # A source with a face in fewer than this fraction of its frames is refused (NoFaceFound); above
     # it, a dub whose output is mostly without a face succeeds with a warning in its row.
     min_face_fraction: float = 0.1

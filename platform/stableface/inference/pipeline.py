@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from stableface.audio.features import frames_for_audio, log_mel, window_starts
+from stableface.errors import InputError
 from stableface.inference.composite import composite_face, draw_mark, provenance_tags
 from stableface.inference.config import DubConfig
 from stableface.inference.faces import (
@@ -267,6 +268,11 @@ def plan_dub(
     timer = StageTimer()
     with timer("audio"):
         speech = load_speech(audio_path, model.audio.sample_rate, audio_uri)  # (S,) 16 kHz mono
+        seconds = len(speech) / model.audio.sample_rate
+        if seconds < config.inference.min_audio_s:
+            raise InputError(
+                audio_uri, f"audio is {seconds:.2f} s long; a dub needs at least {config.inference.min_audio_s:g} s"
+            )
         with errors_naming(audio_uri, audio_path):
             track_audio = read_audio(audio_path, config.encode.audio_rate)  # (S',) for the AAC track
     if source is None:

@@ -17,6 +17,7 @@ from stableface.errors import InputError
 from stableface.face.ibug import N_IBUG
 from stableface.face.landmarks import LandmarkBackend, bridge_gaps, make_backend
 from stableface.face.segments import face_segments
+from stableface.inference.inputs import errors_naming
 from stableface.io.video import iter_frames, probe_video
 from stableface.metrics.config import MetricsConfig
 from stableface.metrics.msi import CROP_REFERENCE_FRAMES, MIN_FRAMES, CropBox, crop_box, motion_stability
@@ -138,13 +139,18 @@ def score_video(
     config: MetricsConfig | None = None,
     backend: LandmarkBackend | None = None,
     keep_landmarks: bool = False,
+    name: str | None = None,
 ) -> VideoScore:
-    """Score a local video file. Input problems become ``failed``/``no_score`` results, not exceptions."""
+    """Score a local video file. Input problems become ``failed``/``no_score`` results, not exceptions.
+
+    ``name`` (default: the path) is what reasons call the video, e.g. the URI a temporary copy came from.
+    """
     config = config or MetricsConfig()
-    source = str(path)
+    source = name or str(path)
     own_backend = backend is None
     try:
-        info = probe_video(path)
+        with errors_naming(source, path):
+            info = probe_video(path)
     except InputError as error:
         return VideoScore(source=source, status=STATUS_FAILED, reason=str(error))
     score = VideoScore(
@@ -161,16 +167,17 @@ def score_video(
     cpbd_values: list[float] = []
     try:
         backend.reset()
-        for index, frame in enumerate(iter_frames(path, max_frames=config.max_frames)):
-            found = backend.detect(frame)
-            points = None if found is None else found.ibug68  # (68, 2)
-            rows.append(points)
-            if slicer is not None:
-                slicer.add(frame, points)
-            if config.cpbd and index % max(config.cpbd_every, 1) == 0:
-                from stableface.metrics.cpbd import cpbd
+        with errors_naming(source, path):
+            for index, frame in enumerate(iter_frames(path, max_frames=config.max_frames)):
+                found = backend.detect(frame)
+                points = None if found is None else found.ibug68  # (68, 2)
+                rows.append(points)
+                if slicer is not None:
+                    slicer.add(frame, points)
+                if config.cpbd and index % max(config.cpbd_every, 1) == 0:
+                    from stableface.metrics.cpbd import cpbd
 
-                cpbd_values.append(cpbd(frame))
+                    cpbd_values.append(cpbd(frame))
     except InputError as error:
         score.status, score.reason = STATUS_FAILED, str(error)
         score.n_frames = len(rows)
