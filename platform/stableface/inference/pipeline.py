@@ -271,7 +271,8 @@ def plan_dub(
         seconds = len(speech) / model.audio.sample_rate
         if seconds < config.inference.min_audio_s:
             raise InputError(
-                audio_uri, f"audio is {seconds:.2f} s long; a dub needs at least {config.inference.min_audio_s:g} s"
+                audio_uri,
+                f"audio is {seconds:.2f} s long; a dub needs at least {config.inference.min_audio_s:g} s",
             )
         with errors_naming(audio_uri, audio_path):
             track_audio = read_audio(audio_path, config.encode.audio_rate)  # (S',) for the AAC track
