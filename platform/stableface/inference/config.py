@@ -42,6 +42,10 @@ class InferenceConfig:
     # more than this RMS vertex distance (canonical units: 1 = the outer eye-corner distance).
     # None switches the check off.
     max_identity_distance: float | None = 0.02
+    # The mean face of a short clip still carries its expressions: one frame of grid/s1 lies 0.011-0.033
+    # from s1's identity, one of other GRID speakers 0.018-0.057, so no limit tells them apart. With
+    # fewer face frames than this the face is not checked, and the dub's row says it was not verified.
+    min_identity_frames: int = 25
     landmark_backend: str = "mediapipe"  # the only backend with the 3D mesh the face model needs
     # Only frames inside face segments are dubbed (stableface.face.segments); the others keep the
     # source's pixels. Gaps of at most this many frames without a face (a detector blink) are

@@ -46,7 +46,7 @@ from stableface.inference.frames import FrameSource
 from stableface.inference.inputs import check_speaker_model, errors_naming, load_speech
 from stableface.inference.render import apply_smoothing, resolve_device, to_model_range, to_pixels
 from stableface.inference.segments import count_runs, source_dub_weights
-from stableface.inference.source import SourceTrack, prepare_source
+from stableface.inference.source import SourceTrack, identity_warning, prepare_source
 from stableface.inference.speech import audio_windows
 from stableface.inference.stages import NeuralStages
 from stableface.inference.timeline import (
@@ -108,16 +108,18 @@ class DubResult:
     frames_dubbed: int = 0  # output frames showing the speaker's face dubbed (inside face segments)
     frames_passed_through: int = 0  # output frames left as the source's own (cutaways, no face)
     segments: int = 0  # runs of dubbed output frames
+    identity_warning: str = ""  # set when the source was too short to verify the speaker's face
 
     @property
     def warning(self) -> str:
-        """Non-empty when most of the output had no dubbable face (a cutaway-heavy or wrong video)."""
+        """Non-empty when most of the output had no dubbable face, or the face could not be verified."""
+        warnings = [self.identity_warning] if self.identity_warning else []
         if self.n_frames and self.frames_dubbed < MOSTLY_DUBBED * self.n_frames:
-            return (
+            warnings.append(
                 f"only {self.frames_dubbed} of {self.n_frames} frames "
                 f"({self.frames_dubbed / self.n_frames:.0%}) showed the speaker's face and were dubbed"
             )
-        return ""
+        return "; ".join(warnings)
 
     def to_row(self) -> dict:
         return {
@@ -226,6 +228,7 @@ def dub_files(
         frames_dubbed=frames_dubbed,
         frames_passed_through=plan.n_frames - frames_dubbed,
         segments=count_runs(plan.dub_weight > 0),
+        identity_warning=identity_warning(source, config.inference),
     )
 
 

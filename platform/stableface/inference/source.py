@@ -198,6 +198,32 @@ def identity_distance(mean_shape: np.ndarray, identity: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.sum(difference**2, axis=1))))
 
 
+def check_identity(distance: float, n_faces: int, speaker: str, config: InferenceConfig, source: str) -> None:
+    """Raise :class:`InputError` when a face ``distance`` from the model's identity is not that speaker's.
+
+    A clip with fewer than ``config.min_identity_frames`` face frames is not checked (see the config).
+    """
+    limit = config.max_identity_distance
+    if limit is None or n_faces < config.min_identity_frames:
+        return
+    if distance > limit:
+        raise InputError(
+            source,
+            f"the face does not match speaker model '{speaker}' (shape distance {distance:.3f} > "
+            f"{limit:.3f} over {n_faces} face frames); dub it with that person's model",
+        )
+
+
+def identity_warning(source: SourceTrack, config: InferenceConfig) -> str:
+    """Non-empty when ``source`` had too few face frames for the identity check."""
+    n_faces = int(source.present.sum())
+    if config.max_identity_distance is None or n_faces >= config.min_identity_frames:
+        return ""
+    return (
+        f"too few face frames ({n_faces} < {config.min_identity_frames}) to verify the face is the speaker's"
+    )
+
+
 def prepare_source(
     path: str | Path,
     model: SpeakerModel,
@@ -248,13 +274,7 @@ def prepare_source(
     pose = Pose.from_array(bridge_gaps(accumulator.per_frame("pose", n_frames), present))
     expression = bridge_gaps(accumulator.per_frame("expression", n_frames), present)  # (T, E)
     distance = identity_distance(accumulator.shape_sum / accumulator.n_faces, model.identity)
-    limit = config.max_identity_distance
-    if limit is not None and distance > limit:
-        raise InputError(
-            source,
-            f"the face does not match speaker model '{model.speaker}' (shape distance {distance:.3f} > "
-            f"{limit:.3f}); dub it with that person's model",
-        )
+    check_identity(distance, accumulator.n_faces, model.speaker, config, source)
     logger.info(
         "prepared %s: %d frames (%d without a face), crop side %.0f px, identity distance %.3f",
         source, n_frames, int((~present).sum()), box.side, distance,
