@@ -5,7 +5,9 @@ One pass over the output frames in chunks of whole renderer windows:
 1. once: the speech (16 kHz for features, ``encode.audio_rate`` for the track), the prepared source
    (:func:`~stableface.inference.source.prepare_source` unless given), the output -> source frame
    map (trim or ping-pong) and the predicted mouth expression for all N frames (small arrays);
-   and the smoothing weights of all N frames from that expression;
+   and the smoothing weights of all N frames from that expression; and how much of the dub each
+   output frame shows (:mod:`stableface.inference.segments`: 0 outside the speaker's face segments,
+   where the frame stays the source's own pixels plus the mark and renderer windows are skipped);
 2. per chunk: face shapes and their smoothing over the chunk plus the kernel's context, the chunk's
    source frames (:class:`~stableface.inference.frames.FrameSource`), crops, masks and eroded
    backgrounds, the renderer over overlapping windows cross-faded by
