@@ -68,6 +68,10 @@ def run_job(payload: dict[str, Any], job_id: str) -> dict[str, Any]:
         finished_at=time.time(),
         output_seconds=round(result.output_duration_s, 3),
         model_version=result.model_version,
+        frames_dubbed=result.frames_dubbed,
+        frames_passed_through=result.frames_passed_through,
+        segments=result.segments,
+        warning=result.warning,
     )
 
 

@@ -133,7 +133,12 @@ class Compositor(SpeakerModels):
             "Fps": f"{result.fps:.3f}",
             "Duration": f"{result.output_duration_s:.3f}",
             "Seconds": f"{result.seconds:.3f}",
+            "Frames-Dubbed": result.frames_dubbed,
+            "Frames-Passed-Through": result.frames_passed_through,
+            "Segments": result.segments,
         }
+        if result.warning:
+            facts["Warning"] = result.warning
         logger.info("dubbed %s/%s: %d frames in %.2f s %s", speaker, ref.source_id, result.n_frames,
                     result.seconds, result.stage_seconds)  # fmt: skip
         return DubReply(video=video, facts={key: str(value) for key, value in facts.items()})

@@ -186,6 +186,52 @@ def bad_videos(tmp_path_factory, grid_clips) -> dict[str, Path]:
     }
 
 
+LECTURE_CLIPS = (5, 6)  # grid/s1 clips (75 frames each) the untrained model's identity did not see
+LECTURE_CUTAWAY_FRAMES = 75  # 3 s of a test pattern between them, no face
+
+
+def _test_pattern(t: int, height: int, width: int):
+    """A no-face cutaway frame: colour bars with a sweeping bright bar (moves, so it is not a still)."""
+    import numpy as np
+
+    bars = np.array([[192, 192, 192], [192, 192, 0], [0, 192, 192], [0, 192, 0], [192, 0, 192],
+                     [192, 0, 0], [0, 0, 192]], np.uint8)  # fmt: skip
+    frame = bars[(np.arange(width) * len(bars)) // width][None].repeat(height, axis=0)  # (H, W, 3)
+    sweep = (4 * t) % width
+    frame[:, sweep : sweep + 8] = 255
+    return np.ascontiguousarray(frame)
+
+
+@pytest.fixture(scope="session")
+def mixed_lecture(grid_clips, tmp_path_factory) -> dict:
+    """A "lecture": grid/s1 clip, 3 s of a no-face test pattern, another grid/s1 clip (one mp4, 25 fps).
+
+    Returns ``{"path", "parts": [(start, stop) of clip A, cutaway, clip B], "clips": [A, B]}``; the
+    audio is the clips' own with low noise under the cutaway.
+    """
+    import numpy as np
+
+    from stableface.io.audio import read_audio
+    from stableface.io.video import VideoWriter, iter_frames
+
+    clip_a, clip_b = (grid_clips[i] for i in LECTURE_CLIPS)
+    frames_a, frames_b = list(iter_frames(clip_a)), list(iter_frames(clip_b))
+    height, width = frames_a[0].shape[:2]
+    cutaway = [_test_pattern(t, height, width) for t in range(LECTURE_CUTAWAY_FRAMES)]
+    rng = np.random.default_rng(0)
+    audio = np.concatenate([
+        read_audio(clip_a, 16_000)[: len(frames_a) * 640],
+        (0.01 * rng.standard_normal(LECTURE_CUTAWAY_FRAMES * 640)).astype(np.float32),
+        read_audio(clip_b, 16_000)[: len(frames_b) * 640],
+    ])  # fmt: skip
+    path = tmp_path_factory.mktemp("mixed_lecture") / "lecture.mp4"
+    with VideoWriter(path, fps=25, width=width, height=height, audio=audio, crf=12) as writer:
+        for frame in [*frames_a, *cutaway, *frames_b]:
+            writer.write(frame)
+    a, c = len(frames_a), len(frames_a) + LECTURE_CUTAWAY_FRAMES
+    return {"path": path, "parts": [(0, a), (a, c), (c, c + len(frames_b))], "clips": [clip_a, clip_b]}
+
+
 # ----------------------------------------------------------------------------- Ray
 LOCAL_CLUSTER_SCRIPT = REPO_ROOT / "cluster" / "local_cluster.py"
 LOCAL_RAY_OPTIONS = {

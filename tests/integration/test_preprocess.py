@@ -51,6 +51,7 @@ def mixed_catalog(tmp_path_factory, grid_clips, shared_data, bad_videos) -> Path
     good = [(str(clip), "s1") for clip in grid_clips[:3]]
     good += [(str(shared_data / "voxceleb2" / "zip_Input_00002.mp4"), "vox00002")]
     bad = [(str(path), f"bad_{name}") for name, path in bad_videos.items()]
+    bad += [(str(grid_clips[3]), "../../etc")]  # an unusable speaker id: one failed row, not an abort
     return _catalog(tmp_path_factory.mktemp("catalog") / "catalog.csv", good + bad)
 
 
@@ -65,7 +66,7 @@ def test_good_videos_processed_and_each_bad_input_is_a_failed_row_with_its_reaso
     dataset, summary = mixed_dataset
     manifest = Storage().read_json(DatasetLayout(dataset).manifest_json)
     rows = {row["speaker"]: row for row in manifest["videos"] if row["speaker"] != "s1"}
-    assert summary["videos_ok"] == 4 and summary["videos_failed"] == 6
+    assert summary["videos_ok"] == 4 and summary["videos_failed"] == 7
     assert [r["status"] for r in manifest["videos"] if r["speaker"] == "s1"] == ["ok"] * 3
     assert rows["vox00002"]["status"] == "ok"
     expected_reasons = {
@@ -75,13 +76,14 @@ def test_good_videos_processed_and_each_bad_input_is_a_failed_row_with_its_reaso
         "bad_truncated": "truncated.mp4",
         "bad_no_face": "a face was found in 0 of",
         "bad_missing": "no such file",
+        "../../etc": "invalid speaker id",
     }
     for speaker, reason in expected_reasons.items():
         assert rows[speaker]["status"] == "failed", speaker
         assert reason in rows[speaker]["reason"], (speaker, rows[speaker]["reason"])
     with open(DatasetLayout(dataset).manifest_csv) as handle:
         csv_rows = list(csv.DictReader(handle))
-    assert len(csv_rows) == 10 and {r["status"] for r in csv_rows} == {"ok", "failed"}
+    assert len(csv_rows) == 11 and {r["status"] for r in csv_rows} == {"ok", "failed"}
 
 
 def test_dataset_files_are_complete_and_consistent(mixed_dataset, grid_clips):
@@ -118,7 +120,7 @@ def test_rerun_skips_finished_speakers(mixed_dataset, mixed_catalog):
     summary = run(_config(mixed_catalog, dataset))
     assert summary["speakers_skipped"] == 2  # s1 and vox00002; the failed speakers are retried
     assert meta.stat().st_mtime_ns == before
-    assert summary["videos_ok"] == 4 and summary["videos_failed"] == 6
+    assert summary["videos_ok"] == 4 and summary["videos_failed"] == 7
 
 
 def test_dataset_on_s3_is_written_and_readable_back(

@@ -99,7 +99,13 @@ def test_an_entry_is_dubbed_once_recorded_and_found_finished_afterwards(
     shutil.copytree(models_root / "s1", models_root / "s2")  # a directory named s2 holding s1's model
 
     row = dub_entry(
-        entries[0], DubConfig(), output_uri, storage, models, sources, scorer=lambda path: (0.5, 0.7, "ok")
+        entries[0],
+        DubConfig(),
+        output_uri,
+        storage,
+        models,
+        sources,
+        scorer=lambda path, name: (0.5, 0.7, "ok"),
     )
     assert row["status"] == "ok" and not row["resumed"] and row["output_frames"] == 50
     assert (row["msi_lip"], row["msi_jaw"]) == (0.5, 0.7)
@@ -125,3 +131,52 @@ def test_an_entry_is_dubbed_once_recorded_and_found_finished_afterwards(
                         DubConfig(), output_uri, storage, models)  # fmt: skip
     assert missing["status"] == "failed" and "nope: not a speaker model directory" in missing["reason"]
     assert not (tmp_path / "m.mp4").exists()
+
+
+def test_rows_tell_truncated_short_and_scored_outputs_apart(
+    untrained_speaker_model, grid_clips, speech, tmp_path
+):
+    from stableface.face.landmarks import make_backend
+    from stableface.inference.batch import msi_scorer
+    from stableface.metrics.config import MetricsConfig
+
+    storage = Storage()
+    shutil.copytree(untrained_speaker_model, tmp_path / "models" / "s1")
+    samples = read_audio(speech, 16_000)
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(_wav_bytes(samples, tmp_path)[:1000])  # 28 ms of the 2 s
+    short = tmp_path / "short.wav"
+    write_audio(short, samples[16_000 : 16_000 + 1600], 16_000)  # 100 ms of speech
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(
+        "job_id,speaker,video_uri,audio_uri\n"
+        f"truncated,s1,{grid_clips[5]},{truncated}\nshort,s1,{grid_clips[5]},{short}\nok,s1,{grid_clips[5]},{speech}\n"
+    )
+    output_uri = str(tmp_path / "job")
+    entries = read_dub_catalog(str(catalog), str(tmp_path / "models"), output_uri, storage)
+    backend = make_backend("mediapipe")
+    scorer = msi_scorer(MetricsConfig(min_frames=100, slice_image=False), backend)  # 50 frames: no score
+    try:
+        rows = {e["job_id"]: dub_entry(e, DubConfig(), output_uri, storage, ModelCache(storage), scorer=scorer)
+                for e in entries}  # fmt: skip
+    finally:
+        backend.close()
+    assert rows["truncated"]["status"] == "failed"
+    assert f"{truncated}: truncated: the file holds 1000 of the" in rows["truncated"]["reason"]
+    assert rows["short"]["status"] == "failed"
+    assert rows["short"]["reason"] == f"{short}: audio is 0.10 s long; a dub needs at least 0.5 s"
+    ok = rows["ok"]
+    assert ok["status"] == "ok" and (ok["frames_dubbed"], ok["frames_passed_through"], ok["segments"]) == (
+        50,
+        0,
+        1,
+    )
+    assert (
+        ok["msi_status"] == f"no_score: {entries[2]['output_uri']}: only 50 frames (MSI needs at least 100)"
+    )
+
+
+def _wav_bytes(samples, folder) -> bytes:
+    path = folder / "whole.wav"
+    write_audio(path, samples, 16_000)
+    return path.read_bytes()

@@ -100,3 +100,25 @@ def test_videos_without_a_usable_face_or_readable_frames_raise_naming_the_video(
         prepare_source(bad_videos["text"], model, source="s3://b/notes.mp4")
     with pytest.raises(StorageNotFound, match=r"does_not_exist\.mp4: no such file"):
         prepare_source(bad_videos["missing"], model)
+
+
+def test_a_one_frame_clip_of_the_speaker_is_dubbed_and_says_it_was_not_verified(model, grid_clips, tmp_path):
+    from stableface.inference import dub_files
+    from stableface.inference.source import identity_warning
+    from stableface.io.audio import write_audio
+    from stableface.io.video import VideoWriter, read_frames
+
+    frame = read_frames(grid_clips[7])[10]  # main: "shape distance 0.023 > 0.020", a misleading refusal
+    clip = tmp_path / "one_frame.mp4"
+    with VideoWriter(clip, fps=25, width=frame.shape[1], height=frame.shape[0]) as writer:
+        writer.write(frame)
+    track = prepare_source(clip, model)
+    assert track.identity_distance > InferenceConfig().max_identity_distance  # one frame cannot tell
+    assert (
+        identity_warning(track, InferenceConfig())
+        == "too few face frames (1 < 25) to verify the face is the speaker's"
+    )
+    audio = tmp_path / "tone.wav"
+    write_audio(audio, 0.3 * np.sin(np.arange(16_000) * 0.05).astype(np.float32), 16_000)
+    result = dub_files(model, clip, audio, tmp_path / "dub.mp4", source=track)
+    assert result.warning.startswith("too few face frames (1 < 25)")

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 from stableface.face.landmarks import make_backend
+from stableface.face.segments import face_segments
 from stableface.io.video import VideoWriter, read_frames
 from stableface.metrics.config import MetricsConfig
-from stableface.metrics.video import describe_bridging, is_flagged, score_video
+from stableface.metrics.msi import motion_stability
+from stableface.metrics.video import is_flagged, score_video
+from stableface.report.html import ReportData, render_report
 
 # The paper's real-video band with MediaPipe (lip 0.450, jaw 0.690 in the paper; GRID measures
 # about 0.35-0.8 lip and 0.6-1.5 jaw). Single clips spread a little wider than the band.
@@ -96,16 +99,35 @@ def test_a_video_without_faces_gets_no_score_with_the_reason(tmp_path, backend):
     assert not is_flagged(score, MetricsConfig())
 
 
-def test_frames_without_a_face_are_counted_and_bridged(grid_clips, tmp_path, backend):
+def test_short_gaps_are_counted_and_bridged(grid_clips, tmp_path, backend):
     frames = read_frames(grid_clips[0], max_frames=40)
-    frames[20:26] = 0  # six black frames in the middle
+    frames[20:24] = 0  # four black frames in the middle: a blink of the detector (<= 5)
     path = write_video(tmp_path / "gap.mp4", list(frames))
     score = score_video(path, backend=backend, keep_landmarks=True)
     assert score.status == "ok" and score.n_frames == 40
-    assert score.n_missing == 6 and score.bridging == "6 interpolated linearly"
+    assert (score.n_missing, score.n_bridged, score.n_skipped, score.n_segments) == (4, 4, 0, 1)
+    assert score.bridging == "1 face segment; 4 frames in gaps of <= 5 bridged"
     # Bridged frames lie on the line between their neighbours.
     track = score.ibug68
-    np.testing.assert_allclose(track[22], track[19] + (track[26] - track[19]) * 3 / 7, atol=1e-3)
+    np.testing.assert_allclose(track[22], track[19] + (track[24] - track[19]) * 3 / 5, atol=1e-3)
+
+
+def test_long_gaps_split_the_video_and_are_never_bridged(grid_clips, tmp_path, backend):
+    frames = read_frames(grid_clips[0], max_frames=60)
+    frames[25:35] = 0  # ten black frames: a cutaway, not a blink
+    path = write_video(tmp_path / "cut.mp4", list(frames))
+    score = score_video(path, backend=backend, keep_landmarks=True)
+    assert score.status == "ok"
+    assert (score.n_bridged, score.n_skipped, score.n_segments, score.n_scored_segments) == (0, 10, 2, 2)
+    assert score.bridging == "2 face segments; 10 frames without a face skipped"
+    row = score.to_row()
+    assert (row["n_bridged_frames"], row["n_skipped_frames"]) == (0, 10)
+    # the MSI is the length-weighted mean of the two parts' MSIs, each on its own detected landmarks
+    first, second = (motion_stability(score.ibug68[part]) for part in (slice(0, 25), slice(35, 60)))
+    assert score.msi_lip == pytest.approx((25 * first.lip + 25 * second.lip) / 50, rel=1e-6)
+    assert score.msi_jaw == pytest.approx((25 * first.jaw + 25 * second.jaw) / 50, rel=1e-6)
+    bridged = motion_stability(score.ibug68)  # main: one MSI over the interpolated cutaway
+    assert bridged.lip != pytest.approx(score.msi_lip, rel=1e-3)
 
 
 def test_too_few_face_frames_gives_no_score(grid_clips, tmp_path, backend):
@@ -128,7 +150,26 @@ def test_unreadable_and_missing_files_fail_with_the_reason(tmp_path, backend):
     assert missing.status == "failed" and "no such file" in missing.reason
 
 
-def test_describe_bridging_counts_ends_and_interior():
+def test_segment_description_counts_bridged_and_skipped_frames():
     present = np.array([False, True, True, False, False, True, False])
-    assert describe_bridging(present) == "2 interpolated linearly; 2 held from the nearest face frame"
-    assert describe_bridging(np.ones(4, bool)) == "none"
+    assert (
+        face_segments(present, 2).describe(2)
+        == "1 face segment; 2 frames in gaps of <= 2 bridged; 2 frames without a face skipped"
+    )
+    assert face_segments(np.ones(4, bool), 2).describe(2) == "none"
+
+
+def test_the_mixed_lecture_scores_its_two_face_segments(mixed_lecture, tmp_path, backend):
+    (_, a), (_, c), (_, end) = mixed_lecture["parts"]
+    score = score_video(mixed_lecture["path"], backend=backend)
+    assert score.status == "ok"
+    assert (score.n_segments, score.n_scored_segments, score.n_bridged, score.n_skipped) == (2, 2, 0, c - a)
+    frames = read_frames(mixed_lecture["path"])
+    parts = [score_video(write_video(tmp_path / f"{i}.mp4", list(frames[s])), backend=backend).msi_lip
+             for i, s in enumerate([slice(0, a), slice(c, end)])]  # fmt: skip
+    # main bridged the 3 s cutaway with a smooth interpolation and scored above both parts
+    assert min(parts) <= score.msi_lip <= max(parts), (score.msi_lip, parts)
+    # the report says what was bridged and what was skipped (main: "bridged: 75")
+    report = render_report(ReportData("lecture", [score.to_row()], 0.3, 0.5))
+    assert "frames without a face, bridged (short gaps inside face segments)</th><td>0<" in report
+    assert f"frames without a face, skipped (long gaps and ends, not scored)</th><td>{c - a}<" in report

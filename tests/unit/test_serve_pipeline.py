@@ -21,7 +21,7 @@ from serve.stores import JobStore, SourceStore
 from stableface.inference import load_speaker_model, render_windows
 from stableface.io.audio import read_audio, write_audio
 from stableface.io.storage import Storage, absolute_uri
-from stableface.io.video import probe_video
+from stableface.io.video import probe_video, read_frames
 from stableface.models import build_renderer, compose_model_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +73,36 @@ def test_a_job_on_an_s3_job_store_dubs_once_and_records_failures(stores, s3_buck
     assert failed["status"] == "failed" and "gone" in failed["error"], failed
     assert not storage.exists(jobs.video_uri(bad))
     assert jobs.unfinished() == []
+
+
+def test_a_lecture_job_passes_its_cutaway_through(stores, mixed_lecture, tmp_path):
+    """The service's dub of the mixed lecture: the cutaway within codec noise of the source, counts recorded."""
+    root = stores["root"]
+    shutil.copy(mixed_lecture["path"], root / "sources" / "s1" / "lecture.mp4")
+    config = load_settings(
+        {"models_uri": stores["models"], "sources_uri": stores["sources"], "jobs_uri": str(tmp_path / "jobs"),
+         "cache_uri": str(tmp_path / "cache")}
+    )  # fmt: skip
+    (_, a), (_, c), (_, end) = mixed_lecture["parts"]
+    speech = read_audio(root / "speech.wav", 16_000)
+    audio = tmp_path / "lecture.wav"
+    write_audio(audio, np.tile(speech, 5)[: end * 640], 16_000)
+    jobs = JobStore(config.jobs_uri, Storage())
+    job = jobs.new_id()
+    jobs.create(job, audio.read_bytes(), ".wav", {"speaker": "s1", "source": "lecture"})
+    record = run_job(to_payload(config), job)
+    assert record["status"] == "done", record
+    assert record["segments"] == 2 and record["frames_passed_through"] >= c - a
+    assert record["frames_dubbed"] + record["frames_passed_through"] == end and record["warning"] == ""
+    local = tmp_path / "lecture_dub.mp4"
+    Storage().download_file(jobs.video_uri(job), local)
+    dubbed, source = read_frames(local), read_frames(mixed_lecture["path"])
+    height = source.shape[1]
+    above_mark = slice(0, int(0.85 * height))  # the mark sits in the bottom-right corner
+    error = np.abs(dubbed[a:c, above_mark].astype(np.int16) - source[a:c, above_mark].astype(np.int16))
+    assert error.mean() < 2.0
+    changed = np.abs(dubbed[10 : a - 10, above_mark].astype(np.int16) - source[10 : a - 10, above_mark])
+    assert changed.mean() > error.mean()  # the face segment is dubbed
 
 
 def test_prepared_sources_are_cached_in_memory_and_as_npz(stores, tmp_path):

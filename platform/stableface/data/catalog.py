@@ -100,13 +100,16 @@ def _default_speaker(uri: str, speaker_from: str) -> str:
     return _parent_name(uri)
 
 
-def list_video_catalog(source: str, storage: Storage, speaker_from: str = "folder") -> list[dict[str, str]]:
+def list_video_catalog(
+    source: str, storage: Storage, speaker_from: str = "folder", record_bad_ids: bool = False
+) -> list[dict[str, str]]:
     """``[{video_uri, speaker, video_id}, ...]`` from a folder/prefix or a table of videos.
 
     Without a ``speaker`` column the speaker is the video's parent folder name
     (``speaker_from="folder"``) or, for folders of one clip per person, the file stem
     (``speaker_from="file"``). Video ids are file stems, made unique within a speaker. Rows keep
-    any extra table columns.
+    any extra table columns. An invalid speaker or video id raises :class:`InputError`, or with
+    ``record_bad_ids`` puts the problem in the entry's ``reason`` (a batch job's failed row).
     """
     if speaker_from not in SPEAKER_FROM:
         raise InputError(speaker_from, f"speaker_from must be one of {', '.join(SPEAKER_FROM)}")
@@ -132,10 +135,16 @@ def list_video_catalog(source: str, storage: Storage, speaker_from: str = "folde
         entries = [{"video_uri": uri, "speaker": _default_speaker(uri, speaker_from)} for uri in uris]
     seen: Counter[tuple[str, str]] = Counter()
     for entry in entries:
-        entry["speaker"] = validate_id(entry["speaker"], "speaker id")
         stem = sanitize_id(PurePosixPath(entry["video_uri"]).stem)
-        key = (entry["speaker"], entry.get("video_id") or stem)
-        seen[key] += 1
-        video_id = key[1] if seen[key] == 1 else f"{key[1]}-{seen[key]}"
-        entry["video_id"] = validate_id(video_id, "video id")
+        try:
+            entry["speaker"] = validate_id(entry["speaker"], "speaker id")
+            key = (entry["speaker"], entry.get("video_id") or stem)
+            seen[key] += 1
+            video_id = key[1] if seen[key] == 1 else f"{key[1]}-{seen[key]}"
+            entry["video_id"] = validate_id(video_id, "video id")
+        except InputError as error:
+            if not record_bad_ids:
+                raise
+            entry.setdefault("video_id", stem)
+            entry["reason"] = f"{entry['video_uri']}: {error}"
     return entries

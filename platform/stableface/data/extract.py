@@ -22,6 +22,7 @@ from stableface.errors import InputError, NoAudioStream, StorageUnavailable, Unr
 from stableface.face.config import FaceConfig
 from stableface.face.face_model import estimate_pose
 from stableface.face.landmarks import LandmarkBackend, track_landmarks
+from stableface.face.segments import SegmentSummary, face_segments
 from stableface.face.tracking import crop_image, crop_points, require_faces, stable_crop_box
 from stableface.io.audio import check_not_silent, read_audio
 from stableface.io.storage import Storage
@@ -81,6 +82,7 @@ def extract_video(
     if written != n_frames:
         raise UnreadableMedia(source_uri, f"second decode pass gave {written} frames, the first {n_frames}")
 
+    segments = face_segments(track.present, face.max_bridge_frames)
     video_track = VideoTrack(
         crop_boxes=np.concatenate([box.centres, np.full((n_frames, 1), box.side, np.float32)], axis=1),
         present=track.present,
@@ -90,10 +92,16 @@ def extract_video(
         pose_rotation=pose.rotation,
         pose_translation=pose.translation,
         audio=features.astype(np.float16),
+        in_segment=segments.inside(),
     )
     facts = {
         "n_frames": n_frames,
         "frames_without_face": int((~track.present).sum()),
+        # what training may not use: frames outside face segments, and why (see face.segments)
+        "face_segments": len(segments.segments),
+        "frames_bridged": segments.n_bridged,
+        "frames_lost": segments.n_skipped,
+        "frames_lost_reason": _lost_reason(track.present, segments, face.max_bridge_frames),
         "fps": float(info.fps),
         "fps_fraction": f"{info.fps.numerator}/{info.fps.denominator}",
         "width": info.width,
@@ -103,6 +111,24 @@ def extract_video(
         "crop_size": box.crop_size,
     }
     return video_track, facts
+
+
+def _lost_reason(present: np.ndarray, segments: SegmentSummary, max_gap: int) -> str:
+    """Why frames were left out of training, e.g. "75 frames in 1 gap of > 5 frames without a face"."""
+    if not segments.n_skipped:
+        return ""
+    parts = []
+    found = np.flatnonzero(present)
+    edges = int(found[0]) + int(present.shape[0] - 1 - found[-1])
+    gaps = segments.n_skipped - edges
+    if gaps:
+        n_gaps = len(segments.segments) - 1
+        parts.append(
+            f"{gaps} frames in {n_gaps} gap{'s' if n_gaps != 1 else ''} of > {max_gap} frames without a face"
+        )
+    if edges:
+        parts.append(f"{edges} frames without a face before the first or after the last face")
+    return "; ".join(parts)
 
 
 def extract_video_row(

@@ -18,7 +18,7 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 VIDEO_COLUMNS = (
     "speaker", "video_id", "video_uri", "status", "reason", "n_frames", "frames_without_face",
-    "fps", "width", "height", "duration_s", "seconds", "extract_node", "encode_node",
+    "face_segments", "frames_bridged", "frames_lost", "frames_lost_reason", "fps", "width", "height", "duration_s", "seconds", "extract_node", "encode_node",
 )  # fmt: skip
 
 
@@ -38,10 +38,14 @@ def finished_speakers(storage: Storage, layout: DatasetLayout, speakers: list[st
 
 
 def write_dataset_manifest(
-    storage: Storage, layout: DatasetLayout, speakers: list[str], cfg: Any
-) -> dict[str, Any]:
-    """Merge the speakers' manifests into ``manifest.json`` and ``manifest.csv`` at the dataset root."""
-    videos: list[dict[str, Any]] = []
+    storage: Storage, layout: DatasetLayout, speakers: list[str], cfg: Any,
+    rejected: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Merge the speakers' manifests into ``manifest.json`` and ``manifest.csv`` at the dataset root.
+
+    ``rejected`` are failed rows of catalog entries that never reached a speaker (an invalid id).
+    """
+    videos: list[dict[str, Any]] = list(rejected or [])
     speaker_summaries: dict[str, Any] = {}
     for speaker in speakers:
         manifest = read_speaker_manifest(storage, layout, speaker)

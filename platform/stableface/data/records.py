@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 
 import numpy as np
 
 from stableface.errors import InputError
+from stableface.face.segments import DEFAULT_MAX_GAP_FRAMES, face_segments
 from stableface.io.storage import Storage
 
 
@@ -44,21 +45,31 @@ class VideoTrack:
     pose_rotation: np.ndarray  # (T, 3, 3) float32
     pose_translation: np.ndarray  # (T, 3) float32
     audio: np.ndarray  # (T, W, M) float16 log-mel windows, one per video frame
+    # (T,) bool, frames inside a face segment (short gaps bridged, long ones not): the only frames a
+    # training window may hold. None in datasets written before segments: every present-bridged frame.
+    in_segment: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
         return int(self.present.shape[0])
 
+    def trainable(self) -> np.ndarray:
+        """(T,) bool: frames a training window may contain."""
+        if self.in_segment is not None:
+            return self.in_segment.astype(bool)
+        return face_segments(self.present, DEFAULT_MAX_GAP_FRAMES).inside()
+
     def save(self, storage: Storage, uri: str) -> None:
-        save_arrays(storage, uri, **{f.name: getattr(self, f.name) for f in fields(self)})
+        arrays = {f.name: getattr(self, f.name) for f in fields(self)}
+        save_arrays(storage, uri, **{name: array for name, array in arrays.items() if array is not None})
 
     @classmethod
     def load(cls, storage: Storage, uri: str) -> VideoTrack:
         arrays = load_arrays(storage, uri)
-        missing = [f.name for f in fields(cls) if f.name not in arrays]
+        missing = [f.name for f in fields(cls) if f.name not in arrays and f.default is MISSING]
         if missing:
             raise InputError(uri, f"track file lacks arrays: {', '.join(missing)}")
-        return cls(**{f.name: arrays[f.name] for f in fields(cls)})
+        return cls(**{f.name: arrays[f.name] for f in fields(cls) if f.name in arrays})
 
 
 @dataclass

@@ -71,11 +71,18 @@ def speaker_videos(storage: Storage, layout: DatasetLayout, speaker: str) -> lis
     return sorted(row["video_id"] for row in manifest["videos"] if row.get("status") == STATUS_OK)
 
 
-def window_index(lengths: list[int], length: int, stride: int) -> list[tuple[int, int]]:
-    """(video index, start frame) of every full window of ``length`` frames, ``stride`` apart."""
+def window_index(trainable: list[np.ndarray], length: int, stride: int) -> list[tuple[int, int]]:
+    """(video index, start frame) of every full window of ``length`` frames, ``stride`` apart.
+
+    ``trainable`` holds each video's (T,) bool frames a window may contain (inside a face segment,
+    :meth:`VideoTrack.trainable`); windows are laid out run by run, so none spans a frame outside.
+    """
     index = []
-    for video, n_frames in enumerate(lengths):
-        index.extend((video, start) for start in range(0, n_frames - length + 1, max(1, stride)))
+    for video, usable in enumerate(trainable):
+        usable = np.asarray(usable, dtype=bool)
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], usable, [False]]).astype(np.int8)))
+        for first, stop in zip(edges[::2], edges[1::2], strict=True):
+            index.extend((video, int(start)) for start in range(first, stop - length + 1, max(1, stride)))
     return index
 
 
@@ -84,6 +91,7 @@ class ExpressionVideo:
     key: str  # "<speaker>/<video_id>"
     audio: np.ndarray  # (T, W, M) float16
     mouth: np.ndarray  # (T, n_mouth) float32
+    trainable: np.ndarray  # (T,) bool, inside a face segment
 
 
 class ExpressionSequences(Dataset):
@@ -103,9 +111,11 @@ class ExpressionSequences(Dataset):
             track = VideoTrack.load(storage, layout.video_file(speaker, video_id, TRACK))
             face = VideoFace.load(storage, layout.video_file(speaker, video_id, FACE))
             mouth = face.expression[:, :n_mouth].astype(np.float32)
-            self.videos.append(ExpressionVideo(f"{speaker}/{video_id}", track.audio, mouth))
+            self.videos.append(
+                ExpressionVideo(f"{speaker}/{video_id}", track.audio, mouth, track.trainable())
+            )
         self.length = length
-        self.index = window_index([len(v.mouth) for v in self.videos], length, stride)
+        self.index = window_index([v.trainable for v in self.videos], length, stride)
         if not self.index:
             raise InputError(layout.root, f"no video has {length} frames for a stage-1 window")
 
@@ -137,6 +147,7 @@ class RenderVideo:
     audio: np.ndarray  # (T, W, M) float16
     expression: np.ndarray  # (T, E) float32
     pose: Pose  # canonical -> S-pixel crop
+    trainable: np.ndarray  # (T,) bool, inside a face segment
 
 
 def load_render_video(
@@ -164,6 +175,7 @@ def load_render_video(
         audio=track.audio,
         expression=face.expression.astype(np.float32),
         pose=pose,
+        trainable=track.trainable(),
     )
 
 
@@ -198,7 +210,7 @@ class RenderSequences(Dataset):
         self.erosion = erosion
         self.seed = seed
         self.epoch = 0
-        self.index = window_index([len(v.frames) for v in self.videos], length, stride)
+        self.index = window_index([v.trainable for v in self.videos], length, stride)
         if not self.index:
             raise InputError(speaker, f"no video of this speaker has {length} frames for one training window")
         logger.info("speaker %s: %d videos, %d windows of %d frames at %d px", speaker, len(self.videos),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stableface.face.segments import DEFAULT_MAX_GAP_FRAMES
+
 
 @dataclass
 class FaceConfig:
@@ -24,6 +26,10 @@ class FaceConfig:
 
     # The caller rejects a video with NoFaceFound when fewer than this fraction of frames has a face.
     min_face_fraction: float = 0.5
+    # Gaps of at most this many frames without a face (a detector blink) are bridged inside a face
+    # segment; longer ones (cutaways, the speaker turned away) split the video, and their frames
+    # never enter a training window (stableface.face.segments).
+    max_bridge_frames: int = DEFAULT_MAX_GAP_FRAMES
 
     # Expression = [mouth | upper] PCA coefficients; 32 + 21 = 53, like DECA's 50 expression + 3 jaw.
     n_mouth_components: int = 32

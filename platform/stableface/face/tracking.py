@@ -209,7 +209,7 @@ def require_faces(present: np.ndarray, config: FaceConfig, source: str = "video"
     """Raise :class:`NoFaceFound` when fewer than ``config.min_face_fraction`` of the frames have a face."""
     present = np.asarray(present, dtype=bool)
     fraction = float(present.mean()) if present.size else 0.0
-    if fraction < config.min_face_fraction:
+    if fraction < config.min_face_fraction or not present.any():
         raise NoFaceFound(
             source,
             f"a face was found in {int(present.sum())} of {present.size} frames "

@@ -43,7 +43,8 @@ COLUMN_ALIASES = {
 RESULT_COLUMNS = (
     "job_id", "status", "reason", "resumed", "speaker", "model_uri", "model_version", "video_uri",
     "audio_uri", "output_uri", "video_duration_s", "audio_duration_s", "output_duration_s",
-    "output_frames", "fps", "width", "height", "pingpong", "msi_lip", "msi_jaw", "msi_status",
+    "output_frames", "fps", "width", "height", "pingpong", "frames_dubbed", "frames_passed_through",
+    "segments", "warning", "msi_lip", "msi_jaw", "msi_status",
     "seconds", "realtime_factor", "stage_seconds", "node_id", "worker_pid",
 )  # fmt: skip
 
@@ -205,7 +206,8 @@ def dub_entry(
 ) -> dict[str, Any]:
     """Dub one catalog entry into its output (published atomically) and return its manifest row.
 
-    ``scorer(path) -> (msi_lip, msi_jaw, status)`` scores the finished video (None skips scoring).
+    ``scorer(path, name) -> (msi_lip, msi_jaw, status)`` scores the finished video at the local
+    ``path``, naming it ``name`` (the output URI) in its status; None skips scoring.
     """
     started = time.monotonic()
     row = {**_base_row(entry, node_id), "resumed": False}
@@ -234,7 +236,7 @@ def dub_entry(
                 model, video_path, audio_path, output_path, config, track,
                 video_uri=entry["video_uri"], audio_uri=entry["audio_uri"], model_uri=model_uri,
             )  # fmt: skip
-            msi = scorer(output_path) if scorer else (None, None, "not scored")
+            msi = scorer(output_path, entry["output_uri"]) if scorer else (None, None, "not scored")
         seconds = time.monotonic() - started
         row.update(result.to_row())
         row.update(
@@ -276,8 +278,8 @@ def msi_scorer(metrics_config, backend):
     from stableface.metrics.video import STATUS_OK as SCORED
     from stableface.metrics.video import score_video
 
-    def score(path) -> tuple[float | None, float | None, str]:
-        result = score_video(path, metrics_config, backend=backend)
+    def score(path, name: str) -> tuple[float | None, float | None, str]:
+        result = score_video(path, metrics_config, backend=backend, name=name)
         if result.status != SCORED:
             return None, None, f"{result.status}: {result.reason}"
         return result.msi_lip, result.msi_jaw, SCORED

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from stableface.errors import InputError
+from stableface.face.segments import DEFAULT_MAX_GAP_FRAMES
 
 CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
 
@@ -46,7 +47,25 @@ class InferenceConfig:
     # more than this RMS vertex distance (canonical units: 1 = the outer eye-corner distance).
     # None switches the check off.
     max_identity_distance: float | None = 0.02
+    # The mean face of a short clip still carries its expressions: one frame of grid/s1 lies 0.011-0.033
+    # from s1's identity, one of other GRID speakers 0.018-0.057, so no limit tells them apart. With
+    # fewer face frames than this the face is not checked, and the dub's row says it was not verified.
+    min_identity_frames: int = 25
     landmark_backend: str = "mediapipe"  # the only backend with the 3D mesh the face model needs
+    # Only frames inside face segments are dubbed (stableface.face.segments); the others keep the
+    # source's pixels. Gaps of at most this many frames without a face (a detector blink) are
+    # bridged inside a segment; a longer one (a cutaway, the speaker turned away) never is.
+    max_bridge_frames: int = DEFAULT_MAX_GAP_FRAMES
+    # Frames over which the dub eases in and out where a face appears or leaves within a shot (at a
+    # shot cut it starts and stops at once: the cut hides the change).
+    fade_frames: int = 3
+    # Speech shorter than this is refused (a clear failed row, not a dub of a few frames).
+    min_audio_s: float = 0.5
+    # A source with a face in fewer than this fraction of its frames is refused (NoFaceFound); above
+    # it, a dub whose output is mostly without a face succeeds with a warning in its row.
+    min_face_fraction: float = 0.1
+    # Half the L1 distance of consecutive frames' colour histograms above which a new shot starts.
+    shot_cut_threshold: float = 0.4
 
     def __post_init__(self) -> None:
         if self.chunk_frames < 1:
@@ -57,6 +76,11 @@ class InferenceConfig:
             )
         if self.window_overlap is not None and self.window_overlap < 0:
             raise InputError("inference.window_overlap", f"must be >= 0, got {self.window_overlap}")
+        if self.max_bridge_frames < 0 or self.fade_frames < 0:
+            raise InputError(
+                "inference.max_bridge_frames",
+                f"bridged gaps and fades must be >= 0 frames, got {self.max_bridge_frames} and {self.fade_frames}",
+            )
         if self.expression_chunk_frames < 1 or self.expression_context_frames < 0:
             raise InputError(
                 "inference.expression_chunk_frames",

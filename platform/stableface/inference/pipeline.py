@@ -5,7 +5,9 @@ One pass over the output frames in chunks of whole renderer windows:
 1. once: the speech (16 kHz for features, ``encode.audio_rate`` for the track), the prepared source
    (:func:`~stableface.inference.source.prepare_source` unless given), the output -> source frame
    map (trim or ping-pong) and the predicted mouth expression for all N frames (small arrays);
-   and the smoothing weights of all N frames from that expression;
+   and the smoothing weights of all N frames from that expression; and how much of the dub each
+   output frame shows (:mod:`stableface.inference.segments`: 0 outside the speaker's face segments,
+   where the frame stays the source's own pixels plus the mark and renderer windows are skipped);
 2. per chunk: face shapes and their smoothing over the chunk plus the kernel's context, the chunk's
    source frames (:class:`~stableface.inference.frames.FrameSource`), crops, masks and eroded
    backgrounds, the renderer over overlapping windows cross-faded by
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from stableface.audio.features import frames_for_audio, log_mel, window_starts
+from stableface.errors import InputError
 from stableface.inference.composite import composite_face, draw_mark, provenance_tags
 from stableface.inference.config import DubConfig
 from stableface.inference.faces import (
@@ -44,7 +47,8 @@ from stableface.inference.faces import (
 from stableface.inference.frames import FrameSource
 from stableface.inference.inputs import check_speaker_model, errors_naming, load_speech
 from stableface.inference.render import apply_smoothing, resolve_device, to_model_range, to_pixels
-from stableface.inference.source import SourceTrack, prepare_source
+from stableface.inference.segments import count_runs, source_dub_weights
+from stableface.inference.source import SourceTrack, identity_warning, prepare_source
 from stableface.inference.speech import audio_windows
 from stableface.inference.stages import NeuralStages
 from stableface.inference.timeline import (
@@ -63,6 +67,8 @@ from stableface.speaker_model import SpeakerModel
 from stableface.utils.progress import Progress
 
 logger = logging.getLogger(__name__)
+
+MOSTLY_DUBBED = 0.5  # below this fraction of dubbed output frames a row carries a warning
 
 
 class StageTimer:
@@ -101,6 +107,21 @@ class DubResult:
     model_version: str
     seconds: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    frames_dubbed: int = 0  # output frames showing the speaker's face dubbed (inside face segments)
+    frames_passed_through: int = 0  # output frames left as the source's own (cutaways, no face)
+    segments: int = 0  # runs of dubbed output frames
+    identity_warning: str = ""  # set when the source was too short to verify the speaker's face
+
+    @property
+    def warning(self) -> str:
+        """Non-empty when most of the output had no dubbable face, or the face could not be verified."""
+        warnings = [self.identity_warning] if self.identity_warning else []
+        if self.n_frames and self.frames_dubbed < MOSTLY_DUBBED * self.n_frames:
+            warnings.append(
+                f"only {self.frames_dubbed} of {self.n_frames} frames "
+                f"({self.frames_dubbed / self.n_frames:.0%}) showed the speaker's face and were dubbed"
+            )
+        return "; ".join(warnings)
 
     def to_row(self) -> dict:
         return {
@@ -113,6 +134,10 @@ class DubResult:
             "video_duration_s": round(self.video_duration_s, 3),
             "pingpong": self.pingpong,
             "model_version": self.model_version,
+            "frames_dubbed": self.frames_dubbed,
+            "frames_passed_through": self.frames_passed_through,
+            "segments": self.segments,
+            "warning": self.warning,
         }
 
 
@@ -165,11 +190,98 @@ def dub_files(
 ) -> DubResult:
     """:func:`dub` on local files (the output is written in place, not atomically)."""
     config = config or DubConfig()
-    video_uri, audio_uri = video_uri or str(video_path), audio_uri or str(audio_path)
     started = time.perf_counter()
+    plan = plan_dub(
+        model, video_path, audio_path, config, source,
+        video_uri=video_uri, audio_uri=audio_uri, model_uri=model_uri, backend=backend, stages=stages,
+    )  # fmt: skip
+    source, timer = plan.source, plan.timer
+    width, height = source.width + source.width % 2, source.height + source.height % 2  # yuv420p
+    if (width, height) != (source.width, source.height):
+        logger.warning("%s: odd frame size %dx%d padded to %dx%d for H.264", plan.video_uri, source.width,
+                       source.height, width, height)  # fmt: skip
+    progress = Progress(f"dub {Path(str(plan.video_uri)).name}", total=plan.n_frames, unit="frames")
+    with BackgroundWriter(VideoWriter(
+        output_path, fps=source.fps, width=width, height=height, audio=plan.track_audio,
+        audio_rate=config.encode.audio_rate, crf=config.encode.crf, preset=config.encode.preset,
+        metadata=provenance_tags(model, config.provenance), threads=config.encode.threads,
+    ), depth=config.inference.chunk_frames) as writer:  # fmt: skip
+        # Encoding runs in the writer's thread, beside the next chunk's rendering; "encode" is its
+        # own time, "encode_wait" the time this thread waited for a full queue to drain.
+        for frame in plan.frames():
+            with timer("encode_wait"):
+                writer.write(_pad_even(frame, height, width))
+            progress.update(1)
+    timer.seconds["encode"] += writer.seconds
+    progress.close()
+    frames_dubbed = int((plan.dub_weight > 0).sum())
+    return DubResult(
+        output=str(output_path),
+        n_frames=plan.n_frames,
+        fps=float(source.fps),
+        width=width,
+        height=height,
+        output_duration_s=plan.n_frames / float(source.fps),
+        audio_duration_s=plan.audio_duration_s,
+        video_duration_s=source.duration_s,
+        source_frames=source.n_frames,
+        pingpong=is_pingpong(plan.n_frames, source.n_frames),
+        speaker=model.speaker,
+        model_version=model.version,
+        seconds=time.perf_counter() - started,
+        stage_seconds=timer.rounded(),
+        frames_dubbed=frames_dubbed,
+        frames_passed_through=plan.n_frames - frames_dubbed,
+        segments=count_runs(plan.dub_weight > 0),
+        identity_warning=identity_warning(source, config.inference),
+    )
+
+
+@dataclass
+class DubPlan:
+    """Everything of one dub but the frames: what :meth:`frames` streams and the encoder needs."""
+
+    video_path: Path
+    video_uri: str
+    source: SourceTrack
+    n_frames: int  # N output frames
+    audio_duration_s: float
+    track_audio: np.ndarray  # (S',) samples for the AAC track
+    dub_weight: np.ndarray  # (N,) float32, how much of the dub each output frame shows (0: the source's)
+    layout: WindowLayout
+    renderer: _ChunkRenderer
+    timer: StageTimer
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """The composited, marked output frames (H, W, 3) uint8 in order, before any padding or encoding."""
+        with FrameSource(self.video_path, self.video_uri) as frames:
+            yield from self.renderer.frames(self.layout, frames)
+
+
+def plan_dub(
+    model: SpeakerModel,
+    video_path: str | Path,
+    audio_path: str | Path,
+    config: DubConfig | None = None,
+    source: SourceTrack | None = None,
+    video_uri: str | None = None,
+    audio_uri: str | None = None,
+    model_uri: str = "speaker model",
+    backend=None,
+    stages: NeuralStages | None = None,
+) -> DubPlan:
+    """Step 1 of :func:`dub_files`: speech, source, expression, smoothing weights and face segments."""
+    config = config or DubConfig()
+    video_uri, audio_uri = video_uri or str(video_path), audio_uri or str(audio_path)
     timer = StageTimer()
     with timer("audio"):
         speech = load_speech(audio_path, model.audio.sample_rate, audio_uri)  # (S,) 16 kHz mono
+        seconds = len(speech) / model.audio.sample_rate
+        if seconds < config.inference.min_audio_s:
+            raise InputError(
+                audio_uri,
+                f"audio is {seconds:.2f} s long; a dub needs at least {config.inference.min_audio_s:g} s",
+            )
         with errors_naming(audio_uri, audio_path):
             track_audio = read_audio(audio_path, config.encode.audio_rate)  # (S',) for the AAC track
     if source is None:
@@ -192,11 +304,8 @@ def dub_files(
     with timer("smoothing"):
         # Once for the whole output, so every chunk applies exactly the weights the whole would.
         weights = stages.smoothing_weights(expression)  # (N, K)
+    dub_weight = source_dub_weights(source, config.inference)[source_index]  # (N,)
 
-    width, height = source.width + source.width % 2, source.height + source.height % 2  # yuv420p
-    if (width, height) != (source.width, source.height):
-        logger.warning("%s: odd frame size %dx%d padded to %dx%d for H.264", video_uri, source.width,
-                       source.height, width, height)  # fmt: skip
     renderer_config = model.networks.config.renderer
     layout = WindowLayout(
         n_frames,
@@ -205,42 +314,14 @@ def dub_files(
         if config.inference.window_overlap is not None
         else renderer_config.sequence_length // 2,
     )
-    progress = Progress(f"dub {Path(str(video_uri)).name}", total=n_frames, unit="frames")
-    stream = _ChunkRenderer(
-        model, source, expression, weights, source_index, mel, starts, config, stages, timer
+    renderer = _ChunkRenderer(
+        model, source, expression, weights, source_index, mel, starts, config, stages, timer, dub_weight
     )
-    with (
-        FrameSource(video_path, video_uri) as frames,
-        BackgroundWriter(VideoWriter(
-            output_path, fps=source.fps, width=width, height=height, audio=track_audio,
-            audio_rate=config.encode.audio_rate, crf=config.encode.crf, preset=config.encode.preset,
-            metadata=provenance_tags(model, config.provenance), threads=config.encode.threads,
-        ), depth=config.inference.chunk_frames) as writer,
-    ):  # fmt: skip
-        # Encoding runs in the writer's thread, beside the next chunk's rendering; "encode" is its
-        # own time, "encode_wait" the time this thread waited for a full queue to drain.
-        for frame in stream.frames(layout, frames):
-            with timer("encode_wait"):
-                writer.write(_pad_even(frame, height, width))
-            progress.update(1)
-    timer.seconds["encode"] += writer.seconds
-    progress.close()
-    return DubResult(
-        output=str(output_path),
-        n_frames=n_frames,
-        fps=float(source.fps),
-        width=width,
-        height=height,
-        output_duration_s=n_frames / float(source.fps),
-        audio_duration_s=audio_duration_s,
-        video_duration_s=source.duration_s,
-        source_frames=source.n_frames,
-        pingpong=is_pingpong(n_frames, source.n_frames),
-        speaker=model.speaker,
-        model_version=model.version,
-        seconds=time.perf_counter() - started,
-        stage_seconds=timer.rounded(),
-    )
+    return DubPlan(
+        video_path=Path(video_path), video_uri=video_uri, source=source, n_frames=n_frames,
+        audio_duration_s=audio_duration_s, track_audio=track_audio, dub_weight=dub_weight, layout=layout,
+        renderer=renderer, timer=timer,
+    )  # fmt: skip
 
 
 def _pad_even(frame: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -252,8 +333,11 @@ def _pad_even(frame: np.ndarray, height: int, width: int) -> np.ndarray:
 class _ChunkRenderer:
     """The per-chunk stages of :func:`dub_files`, yielding finished full-resolution frames in order."""
 
-    def __init__(self, model, source, expression, weights, source_index, mel, starts, config, stages, timer):
+    def __init__(
+        self, model, source, expression, weights, source_index, mel, starts, config, stages, timer, dub_weight
+    ):
         self.model, self.source, self.config = model, source, config
+        self.dub_weight = dub_weight  # (N,) 0 where the output frame keeps the source's pixels
         self.expression, self.weights = expression, weights  # (N, E), (N, K)
         self.source_index = source_index  # (N,)
         self.mel, self.starts = mel, starts
@@ -319,6 +403,13 @@ class _ChunkRenderer:
         batch = self.config.inference.render_batch_windows
         for group in range(first, stop, batch):
             windows = [layout.window(j) for j in range(group, min(group + batch, stop))]
+            if not any(self.dub_weight[a:b].any() for a, b in windows):
+                # No frame of these windows shows the dub (a cutaway): the renderer is not needed.
+                for offset, (a, b) in enumerate(windows):
+                    blender.add(
+                        group + offset, np.zeros_like(inputs["background"][a - span[0] : b - span[0]])
+                    )
+                continue
             pieces = {
                 key: None if inputs[key] is None else np.stack(
                     [inputs[key][a - span[0] : b - span[0]] for a, b in windows]
@@ -335,8 +426,11 @@ class _ChunkRenderer:
         with self.timer("composite"):
             source_frame = int(self.source_index[frame_index])
             full = inputs["full"][source_frame - inputs["first_source"]]
+            strength = float(self.dub_weight[frame_index])
+            if strength == 0.0:
+                return draw_mark(full, self.config.provenance)  # outside face segments: the source's pixels
             mask = inputs["masks"][frame_index - span[0]][None]
-            weight = paste_weights(mask, self.config.composite.feather_px)[0]  # (S, S)
+            weight = strength * paste_weights(mask, self.config.composite.feather_px)[0]  # (S, S)
             affine = self.source.crop_affines(np.array([source_frame]), self.size)[0]
             frame = composite_face(full, to_pixels(generated[None])[0], affine, weight)
             return draw_mark(frame, self.config.provenance)

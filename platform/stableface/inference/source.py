@@ -27,6 +27,7 @@ import numpy as np
 from stableface.errors import InputError
 from stableface.face.face_model import N_SURFACE, Pose, normalise
 from stableface.face.landmarks import LandmarkBackend, bridge_gaps, make_backend
+from stableface.face.segments import colour_signature, shot_cuts
 from stableface.face.tracking import crop_affines, require_faces, stable_crop_box
 from stableface.inference.config import InferenceConfig
 from stableface.inference.inputs import errors_naming
@@ -52,6 +53,7 @@ class SourceTrack:
     side: float  # crop-box side, frame pixels
     crop_size: int  # the speaker model's dataset crop size (crops are taken at it, then resized)
     present: np.ndarray  # (T,) bool, frames where a face was detected (the others are bridged)
+    cuts: np.ndarray  # (T,) bool, frames that start a new shot (frame 0 never does)
     pose: Pose  # (T) canonical -> frame pixels
     expression: np.ndarray  # (T, E) float32 on the model's basis, mouth coefficients first
     identity_distance: float  # RMS vertex distance of the video's mean face from the model identity
@@ -94,6 +96,7 @@ class SourceTrack:
             side=np.array(self.side),
             crop_size=np.array(self.crop_size),
             present=self.present,
+            cuts=self.cuts,
             pose=self.pose.to_array(),
             expression=self.expression,
             identity_distance=np.array(self.identity_distance),
@@ -121,6 +124,8 @@ class SourceTrack:
             side=float(arrays["side"]),
             crop_size=int(arrays["crop_size"]),
             present=arrays["present"].astype(bool),
+            # Files prepared before shots were detected: no cuts, segments split at long gaps only.
+            cuts=arrays["cuts"].astype(bool) if "cuts" in arrays else np.zeros(len(arrays["present"]), bool),
             pose=Pose.from_array(arrays["pose"]),
             expression=arrays["expression"].astype(np.float32),
             identity_distance=float(arrays["identity_distance"]),
@@ -193,6 +198,32 @@ def identity_distance(mean_shape: np.ndarray, identity: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.sum(difference**2, axis=1))))
 
 
+def check_identity(distance: float, n_faces: int, speaker: str, config: InferenceConfig, source: str) -> None:
+    """Raise :class:`InputError` when a face ``distance`` from the model's identity is not that speaker's.
+
+    A clip with fewer than ``config.min_identity_frames`` face frames is not checked (see the config).
+    """
+    limit = config.max_identity_distance
+    if limit is None or n_faces < config.min_identity_frames:
+        return
+    if distance > limit:
+        raise InputError(
+            source,
+            f"the face does not match speaker model '{speaker}' (shape distance {distance:.3f} > "
+            f"{limit:.3f} over {n_faces} face frames); dub it with that person's model",
+        )
+
+
+def identity_warning(source: SourceTrack, config: InferenceConfig) -> str:
+    """Non-empty when ``source`` had too few face frames for the identity check."""
+    n_faces = int(source.present.sum())
+    if config.max_identity_distance is None or n_faces >= config.min_identity_frames:
+        return ""
+    return (
+        f"too few face frames ({n_faces} < {config.min_identity_frames}) to verify the face is the speaker's"
+    )
+
+
 def prepare_source(
     path: str | Path,
     model: SpeakerModel,
@@ -216,10 +247,12 @@ def prepare_source(
         raise InputError(source, f"landmark backend '{backend.name}' gives no 3D mesh; use 'mediapipe'")
     accumulator = _GeometryAccumulator(model)
     n_frames = 0
+    signatures = []  # (T, B) colour histograms for shot cuts, 96 bytes a frame
     try:
         backend.reset()
         with errors_naming(source, path):
             for frame in iter_frames(path):
+                signatures.append(colour_signature(frame))
                 found = backend.detect(frame)
                 if found is not None:
                     accumulator.add(n_frames, found.mesh)
@@ -232,20 +265,16 @@ def prepare_source(
     present = np.zeros(n_frames, dtype=bool)
     if accumulator.n_faces:
         present[np.concatenate(accumulator.rows["index"])] = True
-    require_faces(present, face_config, source)
+    require_faces(
+        present, dataclasses.replace(face_config, min_face_fraction=config.min_face_fraction), source
+    )
 
     extent = bridge_gaps(accumulator.per_frame("extent", n_frames), present)  # (T, 2, 2)
     box = stable_crop_box(extent, present, face_config, source)
     pose = Pose.from_array(bridge_gaps(accumulator.per_frame("pose", n_frames), present))
     expression = bridge_gaps(accumulator.per_frame("expression", n_frames), present)  # (T, E)
     distance = identity_distance(accumulator.shape_sum / accumulator.n_faces, model.identity)
-    limit = config.max_identity_distance
-    if limit is not None and distance > limit:
-        raise InputError(
-            source,
-            f"the face does not match speaker model '{model.speaker}' (shape distance {distance:.3f} > "
-            f"{limit:.3f}); dub it with that person's model",
-        )
+    check_identity(distance, accumulator.n_faces, model.speaker, config, source)
     logger.info(
         "prepared %s: %d frames (%d without a face), crop side %.0f px, identity distance %.3f",
         source, n_frames, int((~present).sum()), box.side, distance,
@@ -259,6 +288,7 @@ def prepare_source(
         side=float(box.side),
         crop_size=int(model.crop_size),
         present=present,
+        cuts=shot_cuts(np.stack(signatures), config.shot_cut_threshold),
         pose=pose,
         expression=expression.astype(np.float32),
         identity_distance=distance,

@@ -21,6 +21,7 @@ def read_audio(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.n
         raise StorageNotFound(str(path), "no such file")
     if path.stat().st_size == 0:
         raise UnreadableMedia(str(path), "empty file (0 bytes)")
+    _check_wav_complete(path)
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as error:
@@ -44,6 +45,25 @@ def read_audio(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.n
     if not chunks:
         raise UnreadableMedia(str(path), "audio stream holds no decodable samples")
     return np.concatenate(chunks).astype(np.float32)
+
+
+WAV_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # RIFF sizes a streaming writer leaves when it cannot seek back
+
+
+def _check_wav_complete(path: Path) -> None:
+    """Raise :class:`UnreadableMedia` for a WAV file shorter than its RIFF header declares (cut off)."""
+    with open(path, "rb") as handle:
+        header = handle.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        return
+    declared = int.from_bytes(header[4:8], "little")
+    if declared in WAV_UNKNOWN_SIZES:
+        return
+    size = path.stat().st_size
+    if size < declared + 8:
+        raise UnreadableMedia(
+            str(path), f"truncated: the file holds {size} of the {declared + 8} bytes its WAV header declares"
+        )
 
 
 def rms_dbfs(samples: np.ndarray) -> float:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from stableface.face.segments import DEFAULT_MAX_GAP_FRAMES
+
 
 @dataclass
 class MetricsConfig:
@@ -16,6 +18,10 @@ class MetricsConfig:
     min_face_fraction: float = 0.5
     # MSI needs an acceleration variance over time; shorter videos get "no score".
     min_frames: int = 10
+    # MSI is scored per face segment and averaged weighted by length: gaps of at most this many
+    # frames without a face are bridged (interpolated) inside a segment, longer ones (cutaways)
+    # split the video and are skipped, so a smooth interpolation never stands in for a face.
+    max_bridge_frames: int = DEFAULT_MAX_GAP_FRAMES
     # Score at most this many frames per video (None = all); long videos cost time linearly.
     max_frames: int | None = None
     # Videos whose lip or jaw MSI falls below these are flagged in the report. The defaults sit

@@ -1,4 +1,4 @@
-"""Score one video file: decode, track landmarks, bridge frames without a face, MSI and extras.
+"""Score one video file: decode, track landmarks, MSI per face segment (short gaps bridged), extras.
 
 The result always says what happened: ``ok`` with scores, ``no_score`` with the reason (too few
 frames, too few faces) or ``failed`` with the input error (unreadable file, no video stream).
@@ -16,9 +16,11 @@ import numpy as np
 from stableface.errors import InputError
 from stableface.face.ibug import N_IBUG
 from stableface.face.landmarks import LandmarkBackend, bridge_gaps, make_backend
+from stableface.face.segments import face_segments
+from stableface.inference.inputs import errors_naming
 from stableface.io.video import iter_frames, probe_video
 from stableface.metrics.config import MetricsConfig
-from stableface.metrics.msi import CROP_REFERENCE_FRAMES, CropBox, crop_box, motion_stability
+from stableface.metrics.msi import CROP_REFERENCE_FRAMES, MIN_FRAMES, CropBox, crop_box, motion_stability
 from stableface.metrics.slice import sample_column, slice_roughness
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,10 @@ class VideoScore:
     reason: str = ""
     n_frames: int = 0
     n_face_frames: int = 0
+    n_bridged: int = 0  # frames without a face inside face segments (short gaps, interpolated)
+    n_skipped: int = 0  # frames without a face outside every segment (long gaps, ends): not scored
+    n_segments: int = 0
+    n_scored_segments: int = 0  # segments long enough for an MSI (config.min_frames)
     bridging: str = "none"
     fps: float | None = None
     duration_s: float | None = None
@@ -64,6 +70,10 @@ class VideoScore:
             "n_frames": self.n_frames,
             "n_face_frames": self.n_face_frames,
             "n_missing_face": self.n_missing,
+            "n_bridged_frames": self.n_bridged,
+            "n_skipped_frames": self.n_skipped,
+            "n_segments": self.n_segments,
+            "n_scored_segments": self.n_scored_segments,
             "bridging": self.bridging,
             "fps": self.fps,
             "duration_s": self.duration_s,
@@ -77,25 +87,6 @@ class VideoScore:
         }
         row.update(self.extras)
         return row
-
-
-def describe_bridging(present: np.ndarray) -> str:
-    """How frames without a face were filled: interior gaps by interpolation, ends by the nearest face."""
-    missing = ~present
-    if not missing.any():
-        return "none"
-    found = np.flatnonzero(present)
-    if found.size == 0:
-        return "not bridged (no face in any frame)"
-    leading = int(found[0])
-    trailing = int(present.shape[0] - 1 - found[-1])
-    interior = int(missing.sum()) - leading - trailing
-    parts = []
-    if interior:
-        parts.append(f"{interior} interpolated linearly")
-    if leading or trailing:
-        parts.append(f"{leading + trailing} held from the nearest face frame")
-    return "; ".join(parts)
 
 
 class _SliceCollector:
@@ -148,13 +139,18 @@ def score_video(
     config: MetricsConfig | None = None,
     backend: LandmarkBackend | None = None,
     keep_landmarks: bool = False,
+    name: str | None = None,
 ) -> VideoScore:
-    """Score a local video file. Input problems become ``failed``/``no_score`` results, not exceptions."""
+    """Score a local video file. Input problems become ``failed``/``no_score`` results, not exceptions.
+
+    ``name`` (default: the path) is what reasons call the video, e.g. the URI a temporary copy came from.
+    """
     config = config or MetricsConfig()
-    source = str(path)
+    source = name or str(path)
     own_backend = backend is None
     try:
-        info = probe_video(path)
+        with errors_naming(source, path):
+            info = probe_video(path)
     except InputError as error:
         return VideoScore(source=source, status=STATUS_FAILED, reason=str(error))
     score = VideoScore(
@@ -171,16 +167,17 @@ def score_video(
     cpbd_values: list[float] = []
     try:
         backend.reset()
-        for index, frame in enumerate(iter_frames(path, max_frames=config.max_frames)):
-            found = backend.detect(frame)
-            points = None if found is None else found.ibug68  # (68, 2)
-            rows.append(points)
-            if slicer is not None:
-                slicer.add(frame, points)
-            if config.cpbd and index % max(config.cpbd_every, 1) == 0:
-                from stableface.metrics.cpbd import cpbd
+        with errors_naming(source, path):
+            for index, frame in enumerate(iter_frames(path, max_frames=config.max_frames)):
+                found = backend.detect(frame)
+                points = None if found is None else found.ibug68  # (68, 2)
+                rows.append(points)
+                if slicer is not None:
+                    slicer.add(frame, points)
+                if config.cpbd and index % max(config.cpbd_every, 1) == 0:
+                    from stableface.metrics.cpbd import cpbd
 
-                cpbd_values.append(cpbd(frame))
+                    cpbd_values.append(cpbd(frame))
     except InputError as error:
         score.status, score.reason = STATUS_FAILED, str(error)
         score.n_frames = len(rows)
@@ -193,7 +190,10 @@ def score_video(
     present = np.array([row is not None for row in rows], dtype=bool)  # (T,)
     score.n_frames = int(present.size)
     score.n_face_frames = int(present.sum())
-    score.bridging = describe_bridging(present)
+    segments = face_segments(present, config.max_bridge_frames)
+    score.n_segments, score.n_bridged = len(segments.segments), segments.n_bridged
+    score.n_skipped = score.n_frames - score.n_face_frames - segments.n_bridged
+    score.bridging = segments.describe(config.max_bridge_frames)
     if cpbd_values:
         score.cpbd = float(np.mean(cpbd_values))
     if slicer is not None:
@@ -215,12 +215,25 @@ def score_video(
         return score
 
     filled = np.stack([row if row is not None else np.zeros((N_IBUG, 2), np.float32) for row in rows])
-    track = bridge_gaps(filled, present)  # (T, 68, 2)
-    result = motion_stability(track)
-    score.msi_lip, score.msi_jaw = result.lip, result.jaw
-    score.msi_per_landmark = [float(v) for v in result.per_landmark]
+    scored = [s for s in segments.segments if s.length >= max(config.min_frames, MIN_FRAMES)]
+    score.n_scored_segments = len(scored)
+    if not scored:
+        score.status = STATUS_NO_SCORE
+        score.reason = (
+            f"{source}: no face segment has {config.min_frames} frames for an MSI "
+            f"({segments.describe(config.max_bridge_frames)})"
+        )
+        return score
+    results = [
+        motion_stability(bridge_gaps(filled[s.start : s.stop], present[s.start : s.stop])) for s in scored
+    ]
+    lengths = np.array([s.length for s in scored], np.float64)  # (G,) weights of the segments
+    score.msi_lip = float(np.average([r.lip for r in results], weights=lengths))
+    score.msi_jaw = float(np.average([r.jaw for r in results], weights=lengths))
+    per_landmark = np.average(np.stack([r.per_landmark for r in results]), axis=0, weights=lengths)  # (68,)
+    score.msi_per_landmark = [float(v) for v in per_landmark]
     if keep_landmarks:
-        score.ibug68 = track.astype(np.float32)
+        score.ibug68 = bridge_gaps(filled, present).astype(np.float32)  # (T, 68, 2)
     return score
 
 

@@ -34,7 +34,8 @@ MAIN_SIDE = "catalog"
 COMPARE_SIDE = "compare"
 RESULT_COLUMNS = (
     "side", "speaker", "video_id", "video_uri", "status", "reason", "n_frames", "n_face_frames",
-    "n_missing_face", "bridging", "msi_lip", "msi_jaw", "slice_roughness", "fps", "duration_s",
+    "n_missing_face", "n_bridged_frames", "n_skipped_frames", "n_segments", "n_scored_segments", "bridging",
+    "msi_lip", "msi_jaw", "slice_roughness", "fps", "duration_s",
     "width", "height", "cpbd", "seconds", "node_id", "slice_uri", "msi_per_landmark",
 )  # fmt: skip
 TRANSIENT_COLUMNS = ("slice_png",)

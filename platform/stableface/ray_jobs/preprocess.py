@@ -31,7 +31,7 @@ from stableface.config.jobs import PreprocessJobConfig
 from stableface.data.catalog import list_video_catalog
 from stableface.data.extract import extract_video_row
 from stableface.data.layout import DatasetLayout
-from stableface.data.manifest import finished_speakers, write_dataset_manifest
+from stableface.data.manifest import STATUS_FAILED, finished_speakers, write_dataset_manifest
 from stableface.data.speakers import encode_speaker_row, fit_or_load_face_model, speaker_identity_row
 from stableface.face.landmarks import BACKENDS, LandmarkBackend, make_backend
 from stableface.io.storage import Storage
@@ -93,7 +93,7 @@ def _encode_stage(cfg: PreprocessJobConfig, face_model: tuple[str | None, str]):
 
 def select_entries(cfg: PreprocessJobConfig, storage: Storage) -> list[dict[str, str]]:
     """The catalog rows this run covers: optional speaker filter and per-speaker video cap."""
-    entries = list_video_catalog(cfg.catalog, storage, cfg.speaker_from)
+    entries = list_video_catalog(cfg.catalog, storage, cfg.speaker_from, record_bad_ids=True)
     if cfg.speakers:
         wanted = set(cfg.speakers)
         entries = [e for e in entries if e["speaker"] in wanted]
@@ -146,6 +146,13 @@ def run(cfg: PreprocessJobConfig) -> dict[str, Any]:
     storage = Storage(cfg.storage)
     layout = DatasetLayout(cfg.dataset_uri)
     entries = select_entries(cfg, storage)
+    # Rows with an unusable speaker or video id cannot be placed in the dataset: failed rows, here.
+    rejected = [
+        {"speaker": e["speaker"], "video_id": e["video_id"], "video_uri": e["video_uri"], "status": STATUS_FAILED,
+         "reason": e["reason"]}
+        for e in entries if e.get("reason")
+    ]  # fmt: skip
+    entries = [e for e in entries if not e.get("reason")]
     speakers = sorted({e["speaker"] for e in entries})
     finished = set() if cfg.overwrite else finished_speakers(storage, layout, speakers)
     todo = [e for e in entries if e["speaker"] not in finished]
@@ -156,7 +163,7 @@ def run(cfg: PreprocessJobConfig) -> dict[str, Any]:
     if todo:
         with outages_surface():
             process_on_ray(todo, cfg, storage, layout)
-    manifest = write_dataset_manifest(storage, layout, speakers, cfg)
+    manifest = write_dataset_manifest(storage, layout, speakers, cfg, rejected)
     summary = {
         "dataset_uri": cfg.dataset_uri,
         "speakers": len(speakers),

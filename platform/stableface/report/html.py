@@ -192,7 +192,8 @@ def _summary(rows: Sequence[Mapping[str, Any]], data: ReportData) -> str:
     lip, jaw = _finite([r.get("msi_lip") for r in ok]), _finite([r.get("msi_jaw") for r in ok])
     flagged = sum(1 for r in rows if _is_flagged(r, data))
     frames = sum(int(r.get("n_frames") or 0) for r in rows)
-    missing = sum(int(r.get("n_missing_face") or 0) for r in rows)
+    bridged = sum(int(r.get("n_bridged_frames") or 0) for r in rows)
+    skipped = sum(int(r.get("n_skipped_frames") or 0) for r in rows)
 
     def stat(values: np.ndarray) -> str:
         if not values.size:
@@ -210,7 +211,8 @@ def _summary(rows: Sequence[Mapping[str, Any]], data: ReportData) -> str:
             f"{flagged} (lip MSI &lt; {data.flag_lip_below:g} or jaw MSI &lt; {data.flag_jaw_below:g})",
         ),
         ("frames decoded", frames),
-        ("frames without a face (bridged)", missing),
+        ("frames without a face, bridged (short gaps inside face segments)", bridged),
+        ("frames without a face, skipped (long gaps and ends, not scored)", skipped),
         ("lip MSI", stat(lip)),
         ("jaw MSI", stat(jaw)),
     ]

@@ -1,0 +1,137 @@
+"""Face segments: cutaways keep the source's pixels, face segments are dubbed, gaps bridged only when short."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stableface.face.segments import colour_signature, face_segments, fade_weights, shot_cuts
+from stableface.inference import DubConfig, load_speaker_model, mark_box, prepare_source
+from stableface.inference.pipeline import dub_files, plan_dub
+from stableface.inference.segments import count_runs
+from stableface.io.audio import read_audio, write_audio
+from stableface.io.video import VideoWriter, iter_frames, read_frames
+
+
+def test_short_gaps_are_bridged_long_gaps_split_segments():
+    present = np.ones(40, bool)
+    present[5:8] = False  # 3 frames: a blink
+    present[20:30] = False  # 10 frames: a cutaway
+    present[:2] = False  # no face at the start
+    summary = face_segments(present, max_gap=5)
+    assert [(s.start, s.stop, s.bridged) for s in summary.segments] == [(2, 20, 3), (30, 40, 0)]
+    assert (summary.n_bridged, summary.n_skipped) == (3, 12)
+    assert summary.n_bridged + summary.n_skipped == int((~present).sum())
+    # the same blink is a cutaway when the bound is below its length
+    assert len(face_segments(present, max_gap=2).segments) == 3
+
+
+def test_a_shot_cut_splits_a_segment_and_is_entered_at_full_weight():
+    present = np.ones(30, bool)
+    present[10:12] = False  # short gap, bridged
+    cuts = np.zeros(30, bool)
+    cuts[20] = True
+    summary = face_segments(present, max_gap=5, cuts=cuts)
+    assert [(s.start, s.stop) for s in summary.segments] == [(0, 20), (20, 30)]
+    weight = fade_weights(summary, fade_frames=3, cuts=cuts)
+    assert weight[0] == 1 and weight[19] == 1 and weight[20] == 1 and weight[29] == 1  # cuts and video ends
+
+    present[:10] = False  # the face appears within the shot at frame 12: it eases in
+    weight = fade_weights(face_segments(present, max_gap=5, cuts=cuts), fade_frames=3, cuts=cuts)
+    assert np.all(weight[:12] == 0)
+    np.testing.assert_allclose(weight[12:16], [0.25, 0.5, 0.75, 1.0])
+    assert np.all(np.abs(np.diff(weight[:20])) <= 0.25 + 1e-6)  # no pop: at most a quarter per frame
+
+
+def test_shot_cuts_from_colour_signatures(mixed_lecture):
+    frames = list(iter_frames(mixed_lecture["path"]))
+    cuts = shot_cuts(np.stack([colour_signature(f) for f in frames]), threshold=0.4)
+    assert np.flatnonzero(cuts).tolist() == [start for start, _ in mixed_lecture["parts"][1:]]
+
+
+def test_count_runs():
+    assert count_runs(np.array([0, 1, 1, 0, 1, 0, 0, 1], bool)) == 3
+    assert count_runs(np.zeros(0, bool)) == 0
+
+
+@pytest.fixture(scope="module")
+def model(untrained_speaker_model):
+    return load_speaker_model(untrained_speaker_model)
+
+
+@pytest.fixture(scope="module")
+def lecture_speech(shared_data, mixed_lecture, tmp_path_factory) -> str:
+    """French speech as long as the lecture (no ping-pong), 16 kHz wav."""
+    n_frames = mixed_lecture["parts"][-1][1]
+    samples = read_audio(shared_data / "speech" / "macron_12s.wav", 16_000)[: n_frames * 640]
+    path = tmp_path_factory.mktemp("lecture_speech") / "fr.wav"
+    write_audio(path, samples, 16_000)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def lecture_source(model, mixed_lecture):
+    return prepare_source(mixed_lecture["path"], model)
+
+
+def test_the_lecture_source_has_two_face_segments(lecture_source, mixed_lecture):
+    (_, a), (_, c), _ = mixed_lecture["parts"]
+    assert not lecture_source.present[a:c].any()
+    assert lecture_source.cuts[a] and lecture_source.cuts[c]
+    summary = face_segments(
+        lecture_source.present, DubConfig().inference.max_bridge_frames, lecture_source.cuts
+    )
+    assert len(summary.segments) == 2
+    assert summary.segments[0].stop <= a and summary.segments[1].start >= c
+
+
+def test_cutaway_frames_are_the_source_bit_for_bit(
+    model, mixed_lecture, lecture_speech, lecture_source, tmp_path
+):
+    config = DubConfig()
+    plan = plan_dub(model, mixed_lecture["path"], lecture_speech, config, lecture_source)
+    dubbed = np.stack(list(plan.frames()))  # (N, H, W, 3) composited, before encoding
+    source = read_frames(mixed_lecture["path"])
+    assert dubbed.shape == source.shape
+    height, width = source.shape[1:3]
+    outside_mark = np.ones((height, width), bool)
+    x0, y0, x1, y1 = mark_box(height, width, config.provenance)
+    outside_mark[max(y0, 0) : y1, max(x0, 0) : x1] = False
+
+    (_, a), (_, c), (_, end) = mixed_lecture["parts"]
+    changed = np.any(dubbed != source, axis=3) & outside_mark  # (N, H, W)
+    per_frame = changed.sum(axis=(1, 2))
+    assert np.all(per_frame[a:c] == 0), per_frame[a:c]  # the cutaway: the source's own pixels
+    # the face segments are dubbed (the untrained renderer paints noise over the mouth)
+    assert np.all(per_frame[5 : a - 5] > 50) and np.all(per_frame[c + 5 : end - 5] > 50)
+
+    result = dub_files(
+        model, mixed_lecture["path"], lecture_speech, tmp_path / "dub.mp4", config, lecture_source
+    )
+    row = result.to_row()
+    assert row["frames_dubbed"] + row["frames_passed_through"] == result.n_frames == end
+    assert row["frames_passed_through"] >= c - a
+    assert row["frames_dubbed"] == int(plan.dub_weight.astype(bool).sum()) >= (a + end - c) - 10
+    assert row["segments"] == 2
+    assert row["warning"] == ""
+    # the encoded mp4: the cutaway within codec noise of the source
+    decoded = read_frames(tmp_path / "dub.mp4")
+    error = np.abs(decoded[a:c].astype(np.int16) - source[a:c].astype(np.int16))[:, outside_mark]
+    assert error.mean() < 2.0
+
+
+def test_a_mostly_faceless_dub_succeeds_with_a_warning(model, mixed_lecture, lecture_speech, tmp_path):
+    # 30 face frames, then 45 of the cutaway: 40% face (main refused such a source: NoFaceFound)
+    frames = read_frames(mixed_lecture["path"])
+    (_, a), _, _ = mixed_lecture["parts"]
+    video = tmp_path / "mostly_slides.mp4"
+    with VideoWriter(video, fps=25, width=frames.shape[2], height=frames.shape[1], crf=12) as writer:
+        for frame in [*frames[a - 30 : a], *frames[a : a + 45]]:
+            writer.write(frame)
+    audio = tmp_path / "fr_3s.wav"
+    write_audio(audio, read_audio(lecture_speech, 16_000)[: 75 * 640], 16_000)
+    result = dub_files(model, video, audio, tmp_path / "dub.mp4", DubConfig())
+    assert result.n_frames == 75
+    assert (result.frames_dubbed, result.frames_passed_through, result.segments) == (30, 45, 1)
+    assert result.warning == "only 30 of 75 frames (40%) showed the speaker's face and were dubbed"
+    assert result.to_row()["warning"] == result.warning
