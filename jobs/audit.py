@@ -7,20 +7,10 @@ ray job submit --working-dir . -- python jobs/audit.py catalog=s3://bucket/video
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
+import sys
 
-from stableface.config import register_configs
-from stableface.ray_jobs.audit import run
-from stableface.utils.logging import configure_logging
-
-
-@hydra.main(version_base="1.3", config_path="pkg://stableface.conf", config_name="audit")
-def main(cfg: DictConfig) -> None:
-    configure_logging()
-    run(OmegaConf.to_object(cfg))
-
+from stableface.cli import main
 
 if __name__ == "__main__":
-    register_configs()
-    main()
+    # The CLI's composition, one-line errors (exit 2) and --debug/--verbose, as `stableface audit`.
+    raise SystemExit(main(["audit", *sys.argv[1:]]))

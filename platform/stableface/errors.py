@@ -29,6 +29,10 @@ class InputError(StableFaceError):
         return type(self), (self.source, self.problem)
 
 
+class ConfigError(InputError):
+    """A job setting that is unknown, of the wrong type, or required and missing."""
+
+
 class StorageNotFound(InputError):
     """A local path or object URI does not exist."""
 

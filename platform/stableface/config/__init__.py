@@ -2,7 +2,7 @@
 
 - :func:`compose` builds a job's config object from its name and ``key=value`` overrides
   (what the ``stableface`` CLI and the tests use);
-- ``jobs/*.py`` use ``@hydra.main(config_path="pkg://stableface.conf")`` over the same files;
+- ``jobs/*.py`` (what ``ray job submit`` runs) call the CLI, so they take the same overrides;
 - :func:`to_dict` / :func:`from_dict` round-trip configs through checkpoints and manifests;
 - :func:`with_absolute_uris`: what every job does first, so its workers find the same local files.
 """
@@ -12,6 +12,7 @@ from stableface.config.store import (
     compose,
     from_dict,
     register_configs,
+    show,
     to_dict,
     to_yaml,
     with_absolute_uris,
@@ -27,6 +28,7 @@ __all__ = [
     "compose",
     "from_dict",
     "register_configs",
+    "show",
     "to_dict",
     "to_yaml",
     "with_absolute_uris",

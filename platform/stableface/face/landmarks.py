@@ -21,6 +21,7 @@ import numpy as np
 
 from stableface.errors import BackendUnavailable
 from stableface.face.ibug import N_IBUG, mediapipe_to_ibug68
+from stableface.utils.logging import native_noise_filtered
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,11 @@ class MediaPipeBackend:
 
     def detect(self, frame: np.ndarray) -> FaceLandmarks | None:
         height, width = frame.shape[:2]
-        result = self._graph().process(np.ascontiguousarray(frame))
+        if self._mesh is None:  # a new graph logs its set-up on its first frame
+            with native_noise_filtered():
+                result = self._graph().process(np.ascontiguousarray(frame))
+        else:
+            result = self._mesh.process(np.ascontiguousarray(frame))
         if not result.multi_face_landmarks:
             return None
         points = result.multi_face_landmarks[0].landmark

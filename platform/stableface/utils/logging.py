@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "numba", "matplotlib", "PIL")
+RAY_LOGGERS = ("ray.data", "ray.train", "ray.tune", "ray.serve")
+VERBOSE_ENV = "STABLEFACE_VERBOSE"
+STDERR_FD = 2
 
 
 def configure_logging(level: str | int | None = None) -> None:
@@ -19,3 +28,44 @@ def configure_logging(level: str | int | None = None) -> None:
         root.setLevel(level)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in RAY_LOGGERS:
+        logging.getLogger(name).setLevel(ray_log_level())
+
+
+def ray_log_level() -> int:
+    """Ray's own loggers (Data's progress tables, Train's and Serve's INFO) stay at WARNING unless
+    ``--verbose`` set ``STABLEFACE_VERBOSE``."""
+    return logging.INFO if os.environ.get(VERBOSE_ENV, "") not in ("", "0") else logging.WARNING
+
+
+# What MediaPipe's C++ graph (absl logging, TFLite) prints on its first frame, once per graph: absl
+# logs before InitializeLog() go straight to fd 2 and read no environment variable, so they are
+# filtered at the file descriptor. Errors (E lines) are kept.
+NATIVE_NOISE = re.compile(
+    r"^(INFO: Created TensorFlow Lite|WARNING: All log messages before absl::InitializeLog|[IW]\d{4} [\d:.]+ +\d+ \S+\.cc:\d+\])"
+)
+_native_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def native_noise_filtered() -> Iterator[None]:
+    """Run a block whose native code writes to fd 2, keeping every line but :data:`NATIVE_NOISE`."""
+    with _native_stderr_lock, tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(STDERR_FD)
+        os.dup2(captured.fileno(), STDERR_FD)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, STDERR_FD)
+            os.close(saved)
+            captured.seek(0)
+            kept = [
+                line
+                for line in captured.read().decode(errors="replace").splitlines(True)
+                if not NATIVE_NOISE.match(line)
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
