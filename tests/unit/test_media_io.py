@@ -9,7 +9,7 @@ import pytest
 
 from stableface.errors import NoAudioStream, NoVideoStream, SilentAudio, StorageNotFound, UnreadableMedia
 from stableface.io.audio import check_not_silent, read_audio, rms_dbfs, write_audio
-from stableface.io.video import BackgroundWriter, VideoWriter, iter_frames, probe_video, read_frames
+from stableface.io.video import VideoWriter, iter_frames, probe_video, read_frames
 
 
 def test_probe_and_decode_grid_mpeg1(grid_clips):
@@ -119,26 +119,3 @@ def test_streaming_decode_memory_is_bounded(grid_clips):
     tracemalloc.stop()
     # 75 frames of 311 KB would be 23 MB if held; streaming keeps a few frames at most.
     assert peak < 5 * 288 * 360 * 3
-
-
-def test_a_background_writer_writes_the_same_video_and_reports_errors(tmp_path):
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (12, 48, 64, 3), dtype=np.uint8)
-    with VideoWriter(tmp_path / "plain.mp4", fps=25, width=64, height=48) as writer:
-        for frame in frames:
-            writer.write(frame)
-    with BackgroundWriter(
-        VideoWriter(tmp_path / "thread.mp4", fps=25, width=64, height=48), depth=4
-    ) as writer:
-        for frame in frames:
-            writer.write(frame)
-    assert writer.seconds > 0
-    np.testing.assert_array_equal(read_frames(tmp_path / "thread.mp4"), read_frames(tmp_path / "plain.mp4"))
-
-    broken = BackgroundWriter(VideoWriter(tmp_path / "broken.mp4", fps=25, width=64, height=48), depth=4)
-    broken.write(frames[0][:, :32])  # the wrong size: refused in the thread, raised here
-    with pytest.raises(ValueError, match="frame must be uint8"):
-        for frame in frames:
-            broken.write(frame)
-        broken.close()
-    broken.close()  # closing again is harmless

@@ -61,7 +61,7 @@ from stableface.inference.timeline import (
 )
 from stableface.io.audio import read_audio
 from stableface.io.storage import Storage
-from stableface.io.video import BackgroundWriter, VideoWriter
+from stableface.io.video import VideoWriter
 from stableface.models.smoothing import kernel_radius
 from stableface.speaker_model import SpeakerModel
 from stableface.utils.progress import Progress
@@ -201,18 +201,15 @@ def dub_files(
         logger.warning("%s: odd frame size %dx%d padded to %dx%d for H.264", plan.video_uri, source.width,
                        source.height, width, height)  # fmt: skip
     progress = Progress(f"dub {Path(str(plan.video_uri)).name}", total=plan.n_frames, unit="frames")
-    with BackgroundWriter(VideoWriter(
+    with VideoWriter(
         output_path, fps=source.fps, width=width, height=height, audio=plan.track_audio,
         audio_rate=config.encode.audio_rate, crf=config.encode.crf, preset=config.encode.preset,
         metadata=provenance_tags(model, config.provenance), threads=config.encode.threads,
-    ), depth=config.inference.chunk_frames) as writer:  # fmt: skip
-        # Encoding runs in the writer's thread, beside the next chunk's rendering; "encode" is its
-        # own time, "encode_wait" the time this thread waited for a full queue to drain.
+    ) as writer:  # fmt: skip
         for frame in plan.frames():
-            with timer("encode_wait"):
+            with timer("encode"):
                 writer.write(_pad_even(frame, height, width))
             progress.update(1)
-    timer.seconds["encode"] += writer.seconds
     progress.close()
     frames_dubbed = int((plan.dub_weight > 0).sum())
     return DubResult(
