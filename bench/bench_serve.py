@@ -187,7 +187,7 @@ class ReplicaSampler:
         self._thread.join(timeout=10)
 
 
-def _post(url: str, audio: bytes) -> tuple[int, float]:
+def _post_reply(url: str, audio: bytes):
     import requests
 
     started = time.perf_counter()
@@ -197,7 +197,28 @@ def _post(url: str, audio: bytes) -> tuple[int, float]:
         files={"audio": ("speech.wav", audio, "audio/wav")},
         timeout=600,
     )
-    return response.status_code, time.perf_counter() - started
+    return response, time.perf_counter() - started
+
+
+def _post(url: str, audio: bytes) -> tuple[int, float]:
+    response, seconds = _post_reply(url, audio)
+    return response.status_code, seconds
+
+
+def _warm_stages(url: str, audio: bytes, repeats: int) -> dict[str, float]:
+    """Median seconds per stage of warm requests, from the X-StableFace-Stage-Seconds header."""
+    from serve.compositor import parse_stage_seconds
+
+    per_request = []
+    for _ in range(repeats):
+        response, _ = _post_reply(url, audio)
+        assert response.status_code == 200, response.status_code
+        per_request.append(parse_stage_seconds(response.headers["X-StableFace-Stage-Seconds"]))
+    names = sorted({name for stages in per_request for name in stages})
+    return {
+        f"warm.stage_s.{name}": round(float(np.median([s.get(name, 0.0) for s in per_request])), 3)
+        for name in names
+    }
 
 
 def _load_test(url: str, audio: bytes, requests_n: int, concurrency: int, budget_s: float) -> dict:
@@ -286,6 +307,7 @@ def run(quick: bool) -> dict:
                 "warm.real_time_factor": round(float(np.median(seconds)) / WARM_CLIP_S, 3),
             }
         )
+        figures.update(_warm_stages(url, stores["clips"]["warm"], plan.warm_repeats))
 
         clock = time.monotonic()
         with ReplicaSampler(clock) as sampler:

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,22 @@ from stableface.io.storage import Storage
 from stableface.speaker_model import SpeakerModel
 
 logger = logging.getLogger(__name__)
+
+
+def stage_seconds_header(stage_seconds: dict[str, float], source_s: float) -> str:
+    """``stage=seconds`` pairs, slowest first, for the ``X-StableFace-Stage-Seconds`` header.
+
+    The network stages' times include the hop to their deployment and back; ``source`` is finding
+    and preparing the source video (face tracking on the first request, a cache hit after).
+    """
+    stages = {**stage_seconds, "source": source_s}
+    return ",".join(f"{name}={seconds:.3f}" for name, seconds in sorted(stages.items(), key=lambda i: -i[1]))
+
+
+def parse_stage_seconds(header: str) -> dict[str, float]:
+    """The inverse of :func:`stage_seconds_header`."""
+    pairs = (item.split("=", 1) for item in header.split(",") if item)
+    return {name: float(seconds) for name, seconds in pairs}
 
 
 class DubCancelled(Exception):
@@ -108,10 +125,12 @@ class Compositor(SpeakerModels):
 
     def _dub(self, model: SpeakerModel, request: DubRequest, cancelled: threading.Event) -> DubReply:
         speaker = request.speaker
+        started = time.perf_counter()
         try:
             ref = self.sources.find(speaker, request.source)
             try:
                 track = self.sources.prepared(ref, model)
+                source_s = time.perf_counter() - started
             except InputError as error:
                 raise ApiError(422, f"source '{ref.source_id}': cannot be dubbed ({error.problem})") from None
             stages = RemoteStages(self.handles, speaker, cancelled, self.config.limits.request_timeout_s)
@@ -136,6 +155,7 @@ class Compositor(SpeakerModels):
             "Frames-Dubbed": result.frames_dubbed,
             "Frames-Passed-Through": result.frames_passed_through,
             "Segments": result.segments,
+            "Stage-Seconds": stage_seconds_header(result.stage_seconds, source_s),
         }
         if result.warning:
             facts["Warning"] = result.warning

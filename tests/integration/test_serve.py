@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import requests
 
+from serve.compositor import parse_stage_seconds
 from stableface.inference import dub_files, load_speaker_model
 from stableface.io.audio import read_audio, write_audio
 from stableface.io.video import probe_video, read_frames
@@ -155,6 +156,10 @@ def test_sync_dub_returns_an_mp4_of_the_audio_length_equal_to_the_bulk_dub(servi
     served.write_bytes(response.content)
     frames = _check_mp4(served, 2.0, stores["source_path"])
     assert int(response.headers["X-StableFace-Frames"]) == len(frames)
+    stages = parse_stage_seconds(response.headers["X-StableFace-Stage-Seconds"])
+    assert {"audio2expression", "smoothing", "render", "encode", "source"} <= set(stages)
+    assert all(seconds >= 0 for seconds in stages.values()) and stages["render"] > 0
+    assert sum(stages.values()) <= float(response.headers["X-StableFace-Seconds"]) + stages["source"] + 0.01
 
     # The bulk path (dub_files with the networks in-process) on the same inputs gives the same video.
     (tmp_path / "speech.wav").write_bytes(speech["2s"])
