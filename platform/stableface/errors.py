@@ -11,6 +11,10 @@ and resumes on rerun, and the service answers 503 with Retry-After.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 
 class StableFaceError(Exception):
     """Base class for errors raised by the platform."""
@@ -75,3 +79,14 @@ class StorageUnavailable(StableFaceError):
 
 class BackendUnavailable(StableFaceError):
     """An optional backend cannot run here (for example its weights are absent)."""
+
+
+@contextlib.contextmanager
+def errors_naming(uri: str, *local_paths: str | Path) -> Iterator[None]:
+    """Re-raise input errors about any of ``local_paths`` (e.g. a download of ``uri``) as errors about ``uri``."""
+    try:
+        yield
+    except InputError as error:
+        if error.source in {str(path) for path in local_paths} and error.source != uri:
+            raise type(error)(uri, error.problem) from error
+        raise

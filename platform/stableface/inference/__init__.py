@@ -38,7 +38,6 @@ _EXPORTS = {
     "posed_meshes": "faces",
     "shape_images": "faces",
     "source_crops": "faces",
-    "FrameSource": "frames",
     "check_speaker_model": "inputs",
     "load_speaker_model": "inputs",
     "load_speech": "inputs",

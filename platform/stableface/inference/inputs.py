@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from stableface.errors import InputError
+from stableface.errors import InputError, errors_naming
 from stableface.io.audio import check_not_silent, read_audio
-
-
-@contextlib.contextmanager
-def errors_naming(uri: str, *local_paths: str | Path) -> Iterator[None]:
-    """Re-raise input errors about any of ``local_paths`` (e.g. a download of ``uri``) as errors about ``uri``."""
-    try:
-        yield
-    except InputError as error:
-        if error.source in {str(path) for path in local_paths} and error.source != uri:
-            raise type(error)(uri, error.problem) from error
-        raise
 
 
 def load_speech(path: str | Path, sample_rate: int, uri: str | None = None) -> np.ndarray:

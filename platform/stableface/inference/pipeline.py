@@ -9,7 +9,7 @@ One pass over the output frames in chunks of whole renderer windows:
    output frame shows (:mod:`stableface.inference.segments`: 0 outside the speaker's face segments,
    where the frame stays the source's own pixels plus the mark and renderer windows are skipped);
 2. per chunk: face shapes and their smoothing over the chunk plus the kernel's context, the chunk's
-   source frames (:class:`~stableface.inference.frames.FrameSource`), crops, masks and eroded
+   source frames (:class:`~stableface.io.frame_ranges.FrameSource`), crops, masks and eroded
    backgrounds, the renderer over overlapping windows cross-faded by
    :class:`~stableface.inference.timeline.WindowBlender`, and every frame the blender completes is
    pasted into its full-resolution frame, marked and encoded.
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from stableface.audio.features import frames_for_audio, log_mel, window_starts
-from stableface.errors import InputError
+from stableface.errors import InputError, errors_naming
 from stableface.inference.composite import composite_face, draw_mark, provenance_tags
 from stableface.inference.config import DubConfig
 from stableface.inference.faces import (
@@ -44,8 +44,7 @@ from stableface.inference.faces import (
     shape_images,
     source_crops,
 )
-from stableface.inference.frames import FrameSource
-from stableface.inference.inputs import check_speaker_model, errors_naming, load_speech
+from stableface.inference.inputs import check_speaker_model, load_speech
 from stableface.inference.render import apply_smoothing, resolve_device, to_model_range, to_pixels
 from stableface.inference.segments import count_runs, source_dub_weights
 from stableface.inference.source import SourceTrack, identity_warning, prepare_source
@@ -60,6 +59,7 @@ from stableface.inference.timeline import (
     source_index_map,
 )
 from stableface.io.audio import read_audio
+from stableface.io.frame_ranges import FrameSource
 from stableface.io.storage import Storage
 from stableface.io.video import VideoWriter
 from stableface.models.smoothing import kernel_radius

@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from stableface.errors import InputError
+from stableface.errors import InputError, errors_naming
 from stableface.face.face_model import N_SURFACE, Pose, normalise
 from stableface.face.landmarks import LandmarkBackend, bridge_gaps, make_backend
 from stableface.face.segments import colour_signature, shot_cuts
 from stableface.face.tracking import crop_affines, require_faces, stable_crop_box
 from stableface.inference.config import InferenceConfig
-from stableface.inference.inputs import errors_naming
 from stableface.io.storage import Storage
 from stableface.io.video import iter_frames, probe_video
 from stableface.speaker_model import SpeakerModel

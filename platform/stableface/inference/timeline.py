@@ -3,7 +3,7 @@
 The new audio sets the output length N. A source of S frames is trimmed when N <= S and otherwise
 played back and forth (0, 1, ..., S-1, S-2, ..., 1, 0, 1, ...), so the picture never jumps.
 Consecutive output frames then differ by at most one source frame, which keeps every chunk of
-output frames a contiguous range of source frames (see :class:`stableface.inference.frames.FrameSource`).
+output frames a contiguous range of source frames (see :class:`stableface.io.frame_ranges.FrameSource`).
 
 The renderer sees windows of at most T frames (its learned temporal positions). Windows overlap
 by ``overlap`` frames and are cross-faded there with linear ramps, so no frame switches abruptly

@@ -44,7 +44,7 @@ class VideoInfo:
         return float(self.fps)
 
 
-def _open(path: str | Path):
+def open_container(path: str | Path):
     import av
 
     path = Path(path)
@@ -58,7 +58,7 @@ def _open(path: str | Path):
         raise UnreadableMedia(str(path), f"not a readable media file ({error.strerror or error})") from error
 
 
-def _rotation_of(stream) -> int:
+def display_rotation(stream) -> int:
     """Display rotation from the stream's display matrix or legacy 'rotate' tag."""
     rotate_tag = stream.metadata.get("rotate")
     if rotate_tag is not None:
@@ -73,7 +73,7 @@ def _rotation_of(stream) -> int:
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Read container metadata (no full decode)."""
-    container = _open(path)
+    container = open_container(path)
     try:
         if not container.streams.video:
             raise NoVideoStream(str(path), "no video stream")
@@ -89,7 +89,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         else:
             duration = 0.0
         n_frames = int(stream.frames) if stream.frames else round(duration * float(fps))
-        rotation = _rotation_of(stream)
+        rotation = display_rotation(stream)
         width, height = stream.codec_context.width, stream.codec_context.height
         if rotation in (90, 270):
             width, height = height, width
@@ -110,7 +110,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         container.close()
 
 
-def _apply_rotation(frame: np.ndarray, rotation: int) -> np.ndarray:
+def apply_rotation(frame: np.ndarray, rotation: int) -> np.ndarray:
     if rotation == 0:
         return frame
     # rotation is counter-clockwise degrees; np.rot90 rotates counter-clockwise for k > 0.
@@ -129,7 +129,7 @@ def iter_frames(
     """
     import av
 
-    container = _open(path)
+    container = open_container(path)
     try:
         if not container.streams.video:
             raise NoVideoStream(str(path), "no video stream")
@@ -137,12 +137,12 @@ def iter_frames(
         stream.thread_count = max(int(threads), 0)
         if threads != 1:
             stream.thread_type = "AUTO"
-        rotation = _rotation_of(stream)
+        rotation = display_rotation(stream)
         count = 0
         try:
             for frame in container.decode(stream):
                 image = frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8
-                yield _apply_rotation(image, rotation)
+                yield apply_rotation(image, rotation)
                 count += 1
                 if max_frames is not None and count >= max_frames:
                     return

@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from stableface.errors import InputError
+from stableface.errors import InputError, errors_naming
 from stableface.face.ibug import N_IBUG
 from stableface.face.landmarks import LandmarkBackend, bridge_gaps, make_backend
 from stableface.face.segments import face_segments
-from stableface.inference.inputs import errors_naming
 from stableface.io.video import iter_frames, probe_video
 from stableface.metrics.config import MetricsConfig
 from stableface.metrics.msi import CROP_REFERENCE_FRAMES, MIN_FRAMES, CropBox, crop_box, motion_stability

@@ -1,4 +1,4 @@
-"""FrameSource: contiguous frame ranges in any order, equal to a plain sequential decode, in bounded memory."""
+"""FrameSource (io.frame_ranges): contiguous frame ranges in any order, equal to a plain sequential decode, in bounded memory."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from stableface.errors import UnreadableMedia
-from stableface.inference.frames import FrameSource
 from stableface.inference.timeline import source_index_map
+from stableface.io.frame_ranges import FrameSource
 from stableface.io.video import read_frames
 
 

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stableface.errors import UnreadableMedia
-from stableface.inference.inputs import errors_naming
-from stableface.io.video import _apply_rotation, _open, _rotation_of
+from stableface.errors import UnreadableMedia, errors_naming
+from stableface.io.video import apply_rotation, display_rotation, open_container
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +75,11 @@ class FrameSource:
         """Reopen the file; the decoder then stands before frame 0 (held, if the file has one)."""
         self.close()
         with errors_naming(self.source, self.path):
-            self._container = _open(self.path)
+            self._container = open_container(self.path)
         if not self._container.streams.video:
             raise UnreadableMedia(self.source, "no video stream")
         self._stream = self._container.streams.video[0]
-        self._rotation = _rotation_of(self._stream)
+        self._rotation = display_rotation(self._stream)
         self._fps = Fraction(self._stream.average_rate or self._stream.guessed_rate or 0)
         self._decoder = self._container.decode(self._stream)
         self._next_index = 0  # index of the frame the decoder hands out next
@@ -171,5 +170,5 @@ class FrameSource:
                     self.source, f"has {self._next_index} frames; frame {stop - 1} was asked for"
                 )
             # A copy we own: PyAV's array is a view that would keep FFmpeg's frame buffer alive.
-            frames.append(np.array(_apply_rotation(frame.to_ndarray(format="rgb24"), self._rotation)))
+            frames.append(np.array(apply_rotation(frame.to_ndarray(format="rgb24"), self._rotation)))
         return frames
