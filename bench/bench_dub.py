@@ -4,7 +4,7 @@ the ``cpu`` and ``paper`` presets, and the peak memory of a 2-minute output.
 Weights are untrained (freshly initialised, seed 0): the work per frame does not depend on them.
 Each measurement runs in its own spawned process (clean peak RSS from ``resource.getrusage``) with
 one dub as the job's actors run it: ``dub_files`` on local files with the default ``DubConfig``
-(chunks of 32 frames, windows overlapping by T/2, x264 ``veryfast``) and 1 torch thread (one actor
+(chunks of 32 frames, windows overlapping by T/4, x264 ``veryfast``) and 1 torch thread (one actor
 per core) or 2 (a lone dub using both cores), each in fp32 and with ``amp`` (bf16 where the CPU
 has it) one after the other. The machine's other load is recorded before each run. Sources are a
 GRID clip at its own 360x288, the same speaker scaled up to 1280x720 (letterboxed) and the

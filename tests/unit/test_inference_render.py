@@ -50,7 +50,8 @@ def _boundary_and_interior_steps(frames: np.ndarray, layout: WindowLayout) -> tu
     return float(steps[boundary].max()), float(steps[interior].max())
 
 
-def test_crossfaded_windows_leave_no_seam_where_hard_cuts_do():
+@pytest.mark.parametrize("overlap", [None, 4], ids=["default-T/4", "T/2"])
+def test_crossfaded_windows_leave_no_seam_where_hard_cuts_do(overlap):
     n_frames, length, size = 64, 8, 8
     time = np.arange(n_frames, dtype=np.float32)
     # A slowly changing scene: a drifting background level and a face shape growing and shrinking.
@@ -65,7 +66,10 @@ def test_crossfaded_windows_leave_no_seam_where_hard_cuts_do():
     )
     assert boundary > 3 * interior  # the measurement sees a seam when there is one
 
-    faded = WindowLayout(n_frames, length, overlap=length // 2)  # the default overlap
+    faded = WindowLayout(
+        n_frames, length, overlap=InferenceConfig(window_overlap=overlap).overlap_for(length)
+    )
+    assert faded.overlap == (2 if overlap is None else overlap)
     boundary, interior = _boundary_and_interior_steps(
         _render_sequence(renderer, background, shape, faded), faded
     )

@@ -304,13 +304,8 @@ def plan_dub(
     dub_weight = source_dub_weights(source, config.inference)[source_index]  # (N,)
 
     renderer_config = model.networks.config.renderer
-    layout = WindowLayout(
-        n_frames,
-        renderer_config.sequence_length,
-        config.inference.window_overlap
-        if config.inference.window_overlap is not None
-        else renderer_config.sequence_length // 2,
-    )
+    length = renderer_config.sequence_length
+    layout = WindowLayout(n_frames, length, config.inference.overlap_for(length))
     renderer = _ChunkRenderer(
         model, source, expression, weights, source_index, mel, starts, config, stages, timer, dub_weight
     )
