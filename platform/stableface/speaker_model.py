@@ -24,12 +24,12 @@ import numpy as np
 
 from stableface import __version__
 from stableface.audio.features import AudioFeatureConfig
-from stableface.config import from_dict, to_dict
 from stableface.errors import InputError
 from stableface.face.face_model import FaceModel
 from stableface.io.storage import Storage, join
 from stableface.models.checkpoint import load_models, save_checkpoint
 from stableface.models.networks import StableFaceModels
+from stableface.utils.serialise import from_dict, to_dict
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from importlib import resources
 import pytest
 import yaml
 
-from stableface.config import from_dict, to_dict
 from stableface.errors import InputError
 from stableface.models import (
     AblationConfig,
@@ -20,6 +19,7 @@ from stableface.models import (
     count_parameters,
     load_ablation,
 )
+from stableface.utils.serialise import from_dict, to_dict
 
 PRESETS = ["cpu", "paper", "tiny"]
 ABLATIONS = [

@@ -7,21 +7,9 @@
 - :func:`with_absolute_uris`: what every job does first, so its workers find the same local files.
 """
 
-# isort: off
-from stableface.config.store import (
-    compose,
-    from_dict,
-    register_configs,
-    show,
-    to_dict,
-    to_yaml,
-    with_absolute_uris,
-)
-
-# Last: the job schemas import model and training modules, which import to_dict/from_dict from here.
 from stableface.config.jobs import JOB_CONFIGS
-
-# isort: on
+from stableface.config.store import compose, register_configs, show, with_absolute_uris
+from stableface.utils.serialise import from_dict, to_dict, to_yaml
 
 __all__ = [
     "JOB_CONFIGS",

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
 
+from stableface.config.jobs import JOB_CONFIGS
 from stableface.errors import ConfigError
 
 T = TypeVar("T")
@@ -20,9 +21,6 @@ HYDRA_VERSION_BASE = "1.3"
 def register_configs() -> None:
     """Store every job schema as ``<job>_schema`` so the YAML files can extend it."""
     from hydra.core.config_store import ConfigStore
-
-    # Imported here: job schemas import model and training modules that use to_dict/from_dict.
-    from stableface.config.jobs import JOB_CONFIGS
 
     store = ConfigStore.instance()
     for job_name, schema in JOB_CONFIGS.items():
@@ -156,20 +154,3 @@ def with_absolute_uris(config: T) -> T:
         and value
     }
     return dataclasses.replace(config, **changes)  # type: ignore[type-var]
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """A plain, JSON/YAML-serialisable dict of a config dataclass."""
-    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)  # type: ignore[return-value]
-
-
-def from_dict(schema: type[T], data: dict[str, Any]) -> T:
-    """Rebuild a config dataclass from :func:`to_dict` output, validating against the schema."""
-    if not dataclasses.is_dataclass(schema):
-        raise TypeError(f"{schema} is not a dataclass")
-    merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(data))
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
-
-
-def to_yaml(config: Any) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(config))

@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from stableface.config import to_dict
 from stableface.data.layout import DatasetLayout
 from stableface.io.storage import Storage
+from stableface.utils.serialise import to_dict
 
 logger = logging.getLogger(__name__)
 

@@ -16,60 +16,71 @@ Bulk dubbing row by row (what the Ray job's actors run) is :mod:`stableface.infe
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from stableface.inference.composite import (
+    composite_face,
+    draw_mark,
+    mark_box,
+    provenance_tags,
+    read_provenance,
+)
+from stableface.inference.config import (
+    CompositeConfig,
+    DubConfig,
+    EncodeConfig,
+    InferenceConfig,
+    ProvenanceConfig,
+)
+from stableface.inference.faces import (
+    backgrounds,
+    mouth_region_masks,
+    paste_weights,
+    posed_meshes,
+    shape_images,
+    source_crops,
+)
+from stableface.inference.inputs import check_speaker_model, load_speaker_model, load_speech
+from stableface.inference.pipeline import DubResult, dub, dub_files
+from stableface.inference.render import apply_smoothing, render_windows, resolve_device, smoothing_weights
+from stableface.inference.source import SourceTrack, model_key, prepare_source
+from stableface.inference.speech import audio_windows, predict_mouth
+from stableface.inference.stages import NeuralStages
+from stableface.inference.timeline import WindowBlender, WindowLayout, blend_windows, source_index_map
 
-# name -> submodule. Loaded on first use: `stableface.inference.config` (imported by the job schemas)
-# must not pull in torch and the speaker model, and importing the package does no work.
-_EXPORTS = {
-    "composite_face": "composite",
-    "draw_mark": "composite",
-    "mark_box": "composite",
-    "provenance_tags": "composite",
-    "read_provenance": "composite",
-    "CompositeConfig": "config",
-    "DubConfig": "config",
-    "EncodeConfig": "config",
-    "InferenceConfig": "config",
-    "ProvenanceConfig": "config",
-    "backgrounds": "faces",
-    "mouth_region_masks": "faces",
-    "paste_weights": "faces",
-    "posed_meshes": "faces",
-    "shape_images": "faces",
-    "source_crops": "faces",
-    "check_speaker_model": "inputs",
-    "load_speaker_model": "inputs",
-    "load_speech": "inputs",
-    "DubResult": "pipeline",
-    "dub": "pipeline",
-    "dub_files": "pipeline",
-    "apply_smoothing": "render",
-    "render_windows": "render",
-    "resolve_device": "render",
-    "smoothing_weights": "render",
-    "SourceTrack": "source",
-    "model_key": "source",
-    "prepare_source": "source",
-    "audio_windows": "speech",
-    "predict_mouth": "speech",
-    "NeuralStages": "stages",
-    "WindowBlender": "timeline",
-    "WindowLayout": "timeline",
-    "blend_windows": "timeline",
-    "source_index_map": "timeline",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'stableface.inference' has no attribute '{name}'")
-    value = getattr(importlib.import_module(f"stableface.inference.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__all__ = [
+    "CompositeConfig",
+    "DubConfig",
+    "DubResult",
+    "EncodeConfig",
+    "InferenceConfig",
+    "NeuralStages",
+    "ProvenanceConfig",
+    "SourceTrack",
+    "WindowBlender",
+    "WindowLayout",
+    "apply_smoothing",
+    "audio_windows",
+    "backgrounds",
+    "blend_windows",
+    "check_speaker_model",
+    "composite_face",
+    "draw_mark",
+    "dub",
+    "dub_files",
+    "load_speaker_model",
+    "load_speech",
+    "mark_box",
+    "model_key",
+    "mouth_region_masks",
+    "paste_weights",
+    "posed_meshes",
+    "predict_mouth",
+    "prepare_source",
+    "provenance_tags",
+    "read_provenance",
+    "render_windows",
+    "resolve_device",
+    "shape_images",
+    "smoothing_weights",
+    "source_crops",
+    "source_index_map",
+]

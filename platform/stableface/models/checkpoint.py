@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from stableface.config import from_dict, to_dict
 from stableface.errors import InputError
 from stableface.io.storage import Storage
 from stableface.models.config import ModelConfig
 from stableface.models.networks import COMPONENTS, StableFaceModels, build_component
+from stableface.utils.serialise import from_dict, to_dict
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from stableface.audio.features import AudioFeatureConfig
-from stableface.config import from_dict, to_dict
 from stableface.config.jobs import TrainJobConfig
 from stableface.data.catalog import validate_id
 from stableface.data.layout import DatasetLayout
@@ -61,6 +60,7 @@ from stableface.training.loop import WorkerContext, unwrap
 from stableface.training.run_log import encode_png, record_attempt, record_worker
 from stableface.training.stage1 import train_stage1
 from stableface.training.stage2 import has_parameters, train_stage2
+from stableface.utils.serialise import from_dict, to_dict
 
 logger = logging.getLogger(__name__)
 
