@@ -67,7 +67,10 @@ class Progress:
 
     def message(self) -> str:
         count = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
-        text = f"{self.description}: {count} {self.unit}, {self.rate:.1f} {self.unit}/s"
+        rate = self.rate
+        # Slow work (a video a minute) reads better as seconds per item than as "0.0 videos/s".
+        pace = f"{rate:.1f} {self.unit}/s" if rate >= 1 or rate == 0 else f"{1 / rate:.1f} s each"
+        text = f"{self.description}: {count} {self.unit}, {pace}"
         if self.total is not None:
             text += f", ETA {format_duration(self.eta_s())}"
         return text
