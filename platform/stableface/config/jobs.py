@@ -60,7 +60,9 @@ class AuditJobConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    compare_with: str | None = None  # a second catalog (e.g. the dubs), paired by video id
+    # A second catalog paired by video id, the reference of real speech (e.g. the dubs' sources):
+    # the catalog's videos whose MSI departs from theirs by metrics.departure_factor are flagged.
+    compare_with: str | None = None
     label: str = "catalog"  # how the report names each catalog
     compare_label: str = "comparison"
     title: str = "Motion stability audit"
