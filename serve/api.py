@@ -144,6 +144,30 @@ def audio_seconds(data: bytes, suffix: str, name: str) -> float:
         return len(load_speech(path, FEATURE_RATE, name)) / FEATURE_RATE
 
 
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, served from the swagger-ui-bundle wheel
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from files inside the installed package, so the API docs render on a
+    cluster without internet; its online validator (a request to validator.swagger.io) is off."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+
 def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = None) -> FastAPI:
     """The FastAPI app of the service over ``backend``; ``api_key`` None = no authentication."""
     limits = config.limits
@@ -159,7 +183,11 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
             "Lip-sync a speaker's source video to new speech. Every video it returns carries a "
             "visible 'synthetic' mark and provenance tags."
         ),
+        # FastAPI's own /docs and /redoc load their scripts from a public CDN; see add_offline_docs.
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.add_middleware(UploadGuard, max_bytes=limits.max_upload_bytes)
 
     @app.exception_handler(ApiError)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import socket
 import threading
 import time
@@ -277,6 +278,24 @@ def test_health_and_openapi_need_no_key(api):
         spec["paths"]
     )
     assert "multipart/form-data" in spec["paths"]["/v1/dub"]["post"]["requestBody"]["content"]
+
+
+def test_docs_render_from_the_service_alone(api):
+    """Every file /docs needs comes from the service: nothing from a CDN, no online validator."""
+    url, _, _ = api
+    page = requests.get(url + "/docs", timeout=10)
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    assert re.findall(r"https?://", page.text) == [], "an external URL in /docs"
+    assert '"validatorUrl": null' in page.text
+    references = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    references += re.findall(r"""url: ["']([^"']+)["']""", page.text)  # the OpenAPI document
+    assert {"/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css", "/openapi.json"} <= set(
+        references
+    )
+    for reference in references:
+        asset = requests.get(url + reference, timeout=10)
+        assert asset.status_code == 200 and len(asset.content) > 100, reference
+    assert requests.get(url + "/redoc", timeout=10).status_code == 404  # its CDN page is switched off
 
 
 def test_a_valid_dub_reaches_the_backend_with_the_resolved_source(api, clips):
