@@ -97,6 +97,13 @@ class JobRunner:
     async def submit(self, job_id: str) -> None:
         self._start(job_id)
 
+    async def cancel(self, job_id: str) -> None:
+        """Stop the job's task if it runs (its record already says cancelled)."""
+        with self._lock:
+            ref = self.running.pop(job_id, None)
+        if ref is not None:
+            ray.cancel(ref)
+
     async def running_jobs(self) -> list[str]:
         with self._lock:
             self._prune()
@@ -139,5 +146,11 @@ class Ingress:
     async def submit_job(self, job_id: str) -> None:
         try:
             await self.job_runner.submit.remote(job_id)
+        except Exception as error:  # every failure of the call becomes the right status code
+            raise service_error(error) from error
+
+    async def cancel_job(self, job_id: str) -> None:
+        try:
+            await self.job_runner.cancel.remote(job_id)
         except Exception as error:  # every failure of the call becomes the right status code
             raise service_error(error) from error

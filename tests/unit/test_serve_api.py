@@ -184,7 +184,7 @@ class StandInBackend:
     """Records what the API hands over; answers like the compositor would (or slowly, or overloaded)."""
 
     def __init__(self):
-        self.requests, self.jobs = [], []
+        self.requests, self.jobs, self.cancelled = [], [], []
         self.delay_s = 0.0
         self.error: ApiError | None = None
 
@@ -198,6 +198,9 @@ class StandInBackend:
 
     async def submit_job(self, job_id):
         self.jobs.append(job_id)
+
+    async def cancel_job(self, job_id):
+        self.cancelled.append(job_id)
 
 
 @pytest.fixture
@@ -216,6 +219,7 @@ def api(stores):
                 "max_async_seconds": 3.5,
                 "request_timeout_s": 0.5,
             },
+            "callbacks": {"allowed_hosts": ["127.0.0.1"], "secret": "callback-secret"},
         }
     )
     backend = StandInBackend()
@@ -404,6 +408,57 @@ def test_jobs_are_stored_submitted_and_served_when_done(api, clips, stores):
     assert len(clips["4s_8k"]) < MAX_UPLOAD  # small enough to upload, too long for a job
     _error(_post(url, "/v1/jobs", clips["4s_8k"]), 413, "3.5 s")
     assert backend.jobs == [job_id]
+
+
+def test_callback_urls_outside_the_allow_list_are_refused(api, clips, stores):
+    url, backend, _ = api
+    for callback, words in [
+        (
+            "http://169.254.169.254/latest/meta-data",
+            ("host '169.254.169.254' is not in callbacks.allowed_hosts",),
+        ),
+        ("http://127.0.0.1.evil.example/hook", ("not in callbacks.allowed_hosts",)),
+        ("ftp://127.0.0.1/hook", ("not an http(s) URL",)),
+        ("127.0.0.1/hook", ("not an http(s) URL",)),
+    ]:
+        refused = requests.post(
+            url + "/v1/jobs", data={"speaker": "s1", "callback_url": callback},
+            files={"audio": ("clip.wav", clips["3s"], "audio/wav")},
+            headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30,
+        )  # fmt: skip
+        _error(refused, 422, "callback_url", *words)
+    assert backend.jobs == []  # nothing was stored or started for a refused callback
+    accepted = requests.post(
+        url + "/v1/jobs", data={"speaker": "s1", "callback_url": "http://127.0.0.1:9/hook"},
+        files={"audio": ("clip.wav", clips["3s"], "audio/wav")},
+        headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30,
+    )  # fmt: skip
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    assert JobStore(stores["jobs"], Storage()).read(job_id)["callback_url"] == "http://127.0.0.1:9/hook"
+
+
+def test_jobs_are_listed_cancelled_and_removed(api, clips, stores):
+    url, backend, _ = api
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    first = _post(url, "/v1/jobs", clips["3s"]).json()["job_id"]
+    second = _post(url, "/v1/jobs", clips["3s"]).json()["job_id"]
+    listed = requests.get(url + "/v1/jobs", headers=headers, timeout=10).json()["jobs"]
+    assert [job["job_id"] for job in listed] == [second, first]  # newest first
+    assert all("audio_uri" not in job for job in listed)
+    cancelled = requests.delete(url + f"/v1/jobs/{first}", headers=headers, timeout=10)
+    assert cancelled.json() == {"job_id": first, "status": "cancelled"} and backend.cancelled == [first]
+    assert (
+        requests.get(url + f"/v1/jobs/{first}", headers=headers, timeout=10).json()["status"] == "cancelled"
+    )
+    removed = requests.delete(url + f"/v1/jobs/{first}", headers=headers, timeout=10)  # ended: removed
+    assert removed.json() == {"job_id": first, "status": "removed"}
+    assert not (stores["root"] / "jobs" / first).exists()
+    _error(requests.get(url + f"/v1/jobs/{first}", headers=headers, timeout=10), 404, "no such job")
+    _error(requests.delete(url + "/v1/jobs/..", headers=headers, timeout=10), 404)
+    _error(requests.delete(url + f"/v1/jobs/{second}", timeout=10), 401)
+    listed = requests.get(url + "/v1/jobs", headers=headers, timeout=10).json()["jobs"]
+    assert [job["job_id"] for job in listed] == [second]
 
 
 def test_audio_suffixes():
