@@ -109,6 +109,10 @@ def test_settings_merge_nested_and_dotted_args_and_reject_bad_ones():
     assert relative.jobs_uri == "s3://bucket/jobs"
     with pytest.raises(InputError, match=r"limits.max_upload_bytes: must be > 0"):
         load_settings({"limits": {"max_upload_bytes": 0}})
+    with pytest.raises(InputError, match=r"callbacks\.attempts: must be > 0, got 0"):
+        load_settings({"callbacks.attempts": 0})
+    with pytest.raises(InputError, match=r"callbacks\.backoff_s: must be >= 0"):
+        load_settings({"callbacks": {"backoff_s": -1}})
 
 
 def test_api_key_comes_from_config_else_environment():
