@@ -135,7 +135,8 @@ def test_the_run_writes_a_review_page_with_both_videos_pictures_and_scores(revie
 
         frames = probe_video(out / "videos" / f"{job_id}.mp4").n_frames
         slice_image, mouth_image = cv2.imread(str(slices)), cv2.imread(str(mouths))
-        assert slice_image.shape[0] == 2 * 128 + 4 and slice_image.shape[1] == 3 * max(75, frames)
+        # 75 source frames, 8 px each (the widest), source and dub slices with a 4 px gap.
+        assert slice_image.shape[0] == 2 * 128 + 4 and slice_image.shape[1] == 8 * max(75, frames)
         assert mouth_image.shape == (2 * 96 + 4, 8 * 96, 3)
         # Links are relative to the page, so the folder can be moved or served as it is.
         assert f'src="videos/{job_id}.mp4"' in page and f'src="review/{job_id}.slices.png"' in page

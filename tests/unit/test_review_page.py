@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stableface.report.review import _stack, relative_link, render_review
+from stableface.metrics.msi import CropBox
+from stableface.report.review import _stack, mouth_box, relative_link, render_review, slice_px_per_frame
 
 
 def test_links_are_relative_within_one_store_and_absolute_across_stores():
@@ -25,6 +26,12 @@ def test_stack_pads_the_shorter_picture_white_and_keeps_both():
     assert stacked.shape == (4 + 4 + 4, 6, 3)
     assert (stacked[:4] == 0).all() and (stacked[4:8] == 255).all()
     assert (stacked[8:, :3] == 7).all() and (stacked[8:, 3:] == 255).all()
+
+
+def test_slices_widen_short_videos_only_and_the_mouth_box_keeps_its_centre():
+    assert slice_px_per_frame(75) == 8 and slice_px_per_frame(300) == 3 and slice_px_per_frame(5000) == 1
+    box = mouth_box(CropBox(left=100.0, top=40.0, size=160.0))  # centre (180, 120)
+    assert (box.left, box.top, box.size) == (140.0, 80.0, 80.0)
 
 
 def _ok(job_id: str, departure: str, **extra) -> dict:

@@ -30,9 +30,13 @@ from stableface.report.html import STYLE, encode_png
 
 REVIEW_DIR = "review"  # under the run's output_uri
 REVIEW_PAGE = "review.html"
-SLICE_PX_PER_FRAME = 3  # one pixel per frame is too thin to read
+SLICE_WIDTH_PX = 900  # a slice pair is widened towards this (one pixel per frame is too thin to read) ...
+MAX_SLICE_PX_PER_FRAME = 8  # ... by at most this much per frame
 MOUTH_FRAMES = 8  # mouth crops per strip, evenly spaced over the video
 MOUTH_PX = 96  # each crop's side
+# The MSI crop is 4 mouth widths wide (the whole lower face and more); the strip shows the middle
+# half of it, 2 mouth widths: lips, chin and the tip of the nose.
+MOUTH_ZOOM = 2.0
 GAP_PX = 4  # white between the source's and the dub's rows
 REVIEW_COLUMNS = (
     "source_msi_lip", "source_msi_jaw", "source_msi_status", "msi_lip_ratio", "msi_jaw_ratio",
@@ -45,8 +49,8 @@ REVIEW_STYLE = """
 .card.failed{background:#fdf3f2} .card.departs{border-color:#e0a0a0}
 .pair{display:flex;gap:1em;flex-wrap:wrap} .pair figure{margin:0}
 .pair video{width:360px;max-height:300px;background:#000}
-figcaption{font-size:12px;color:#555} .pictures img{image-rendering:pixelated;border:1px solid #999;
-max-width:100%;margin:.3em 0;display:block}
+figcaption{font-size:12px;color:#555} .pictures figure{margin:.4em 0}
+.pictures img{image-rendering:pixelated;border:1px solid #999;max-width:100%;display:block}
 """
 
 
@@ -70,6 +74,18 @@ def _stack(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
 
     gap = np.full((GAP_PX, width, 3), 255, np.uint8)
     return np.concatenate([padded(top), gap, padded(bottom)], axis=0)
+
+
+def slice_px_per_frame(n_frames: int) -> int:
+    """Columns per frame in the slice picture: wide enough to read, never wider than needed."""
+    return int(max(1, min(MAX_SLICE_PX_PER_FRAME, SLICE_WIDTH_PX // max(n_frames, 1))))
+
+
+def mouth_box(msi_box: CropBox) -> CropBox:
+    """The MSI crop narrowed by :data:`MOUTH_ZOOM` about its centre (the mouth)."""
+    size = msi_box.size / MOUTH_ZOOM
+    centre_x, centre_y = msi_box.left + msi_box.size / 2, msi_box.top + msi_box.size / 2
+    return CropBox(left=centre_x - size / 2, top=centre_y - size / 2, size=size)
 
 
 def mouth_strip(path: str, box: CropBox, n_frames: int) -> np.ndarray:
@@ -109,10 +125,10 @@ def review_pictures(
     slices = None
     if source.slice_image is not None and dub.slice_image is not None:
         pair = _stack(source.slice_image, dub.slice_image)  # (2 x height + gap, T, 3)
-        slices = encode_png(np.repeat(pair, SLICE_PX_PER_FRAME, axis=1))
+        slices = encode_png(np.repeat(pair, slice_px_per_frame(pair.shape[1]), axis=1))
     mouths = None
     if source.ibug68 is not None:
-        box = crop_box(source.ibug68)
+        box = mouth_box(crop_box(source.ibug68))
         strips = [mouth_strip(str(p), box, probe_video(p).n_frames) for p in (source_path, dub_path)]
         mouths = encode_png(_stack(*strips))
     source.ibug68, source.slice_image = None, None  # not needed past here
@@ -213,10 +229,11 @@ def _player(uri: str | None, page_uri: str, caption: str) -> str:
     )
 
 
-def _picture(uri: str | None, page_uri: str, alt: str) -> str:
+def _figure(uri: str | None, page_uri: str, caption: str) -> str:
     if not uri:
         return ""
-    return f'<img src="{html.escape(relative_link(str(uri), page_uri))}" alt="{html.escape(alt)}">'
+    link = html.escape(relative_link(str(uri), page_uri))
+    return f'<figure><img src="{link}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
 
 
 def _card(row: Mapping[str, Any], page_uri: str) -> str:
@@ -224,9 +241,11 @@ def _card(row: Mapping[str, Any], page_uri: str) -> str:
     job = html.escape(str(row.get("job_id", "")))
     departs = bool(row_directions(row))
     css = "card failed" if status != STATUS_OK else ("card departs" if departs else "card")
+    speaker = str(row.get("speaker") or "").strip()
     head = (
         f'<h3 id="{job}">{job} <span class="pill {html.escape(status)}">{html.escape(status)}</span>'
-        f" <small>speaker {_fmt(row.get('speaker'))}</small></h3>"
+        + (f" <small>speaker {html.escape(speaker)}</small>" if speaker else "")
+        + "</h3>"
     )
     if status != STATUS_OK:
         return f'<div class="{css}">{head}<p>{_fmt(row.get("reason"))}</p></div>'
@@ -243,8 +262,9 @@ def _card(row: Mapping[str, Any], page_uri: str) -> str:
         ("sync", html.escape(", ".join(sync)) if sync else "no lip-sync expert weights"),
         ("frames dubbed / passed through", f"{_fmt(row.get('frames_dubbed'))} / {_fmt(row.get('frames_passed_through'))}"),
         ("output", f"{_fmt(row.get('output_duration_s'), 2)} s, {_fmt(row.get('output_frames'))} frames"),
-        ("time", f"{_fmt(row.get('seconds'), 1)} s ({_fmt(row.get('realtime_factor'), 2)}x real time)"
-         + (" - finished by an earlier run" if row.get("resumed") else "")),
+        ("time", f"finished by an earlier run ({_fmt(row.get('realtime_factor'), 2)}x real time then)"
+         if row.get("resumed")
+         else f"{_fmt(row.get('seconds'), 1)} s ({_fmt(row.get('realtime_factor'), 2)}x real time)"),
     ]  # fmt: skip
     if row.get("warning"):
         facts.append(("warning", _fmt(row.get("warning"))))
@@ -256,8 +276,12 @@ def _card(row: Mapping[str, Any], page_uri: str) -> str:
     )
     pictures = (
         '<div class="pictures">'
-        + _picture(row.get("review_slices_uri"), page_uri, f"{job}: vertical slices, source above, dub below")
-        + _picture(row.get("review_mouths_uri"), page_uri, f"{job}: mouth crops, source above, dub below")
+        + _figure(
+            row.get("review_slices_uri"),
+            page_uri,
+            "vertical slices through the mouth, source above, dub below",
+        )
+        + _figure(row.get("review_mouths_uri"), page_uri, "mouth crops over time, source above, dub below")
         + "</div>"
     )
     return f'<div class="{css}">{head}<div class="pair">{players}</div>{table}{pictures}</div>'
