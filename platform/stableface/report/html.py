@@ -281,8 +281,8 @@ def _comparison(data: ReportData) -> str:
     ]
     if data.departure_factor is not None:
         parts.append(
-            f"<p>Departures from {html.escape(second)}: {_departure_counts(data.rows, data)}. The ratio is "
-            f"{html.escape(first)}'s MSI over {html.escape(second)}'s: higher means steadier, so a dub "
+            f"<p>Departures from {html.escape(second)}: {_departure_counts(data.rows, data)}. The ratio is the "
+            f"MSI in {html.escape(first)} over the MSI in {html.escape(second)}: higher means steadier, so a dub "
             "whose lips hardly move scores far above its source, a jittery one far below.</p>"
         )
     figures = []
