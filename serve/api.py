@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Protocol
 
@@ -31,6 +32,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from serve.callbacks import check_callback_url
 from serve.messages import DubReply, DubRequest, audio_suffix
 from serve.stores import JobStore, ModelStore, SourceStore, public_job
 from serve.validation import (
@@ -66,6 +68,8 @@ class DubBackend(Protocol):
     async def dub(self, request: DubRequest) -> DubReply: ...
 
     async def submit_job(self, job_id: str) -> None: ...
+
+    async def cancel_job(self, job_id: str) -> None: ...
 
 
 def error_response(error: ApiError) -> JSONResponse:
@@ -144,6 +148,30 @@ def audio_seconds(data: bytes, suffix: str, name: str) -> float:
         return len(load_speech(path, FEATURE_RATE, name)) / FEATURE_RATE
 
 
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, served from the swagger-ui-bundle wheel
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from files inside the installed package, so the API docs render on a
+    cluster without internet; its online validator (a request to validator.swagger.io) is off."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+
 def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = None) -> FastAPI:
     """The FastAPI app of the service over ``backend``; ``api_key`` None = no authentication."""
     limits = config.limits
@@ -159,7 +187,11 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
             "Lip-sync a speaker's source video to new speech. Every video it returns carries a "
             "visible 'synthetic' mark and provenance tags."
         ),
+        # FastAPI's own /docs and /redoc load their scripts from a public CDN; see add_offline_docs.
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.add_middleware(UploadGuard, max_bytes=limits.max_upload_bytes)
 
     @app.exception_handler(ApiError)
@@ -250,12 +282,22 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
         source: Annotated[
             str | None, Form(description="source video id; default: the speaker's first")
         ] = None,
+        callback_url: Annotated[
+            str | None,
+            Form(
+                description="called with a signed JSON POST when the job ends (host must be in "
+                "callbacks.allowed_hosts; signature header X-StableFace-Signature: sha256=HMAC)"
+            ),
+        ] = None,
     ) -> dict:
+        callback = check_callback_url(callback_url, config.callbacks) if callback_url else None
         speaker, source_id, data, suffix, seconds = await checked_upload(
             speaker, source, audio, limits.max_async_seconds
         )
         job_id = jobs.new_id()
         record = {"speaker": speaker, "source": source_id, "audio_seconds": round(seconds, 3)}
+        if callback:
+            record["callback_url"] = callback
         await run_in_threadpool(jobs.create, job_id, data, suffix, record)
         try:
             await backend.submit_job(job_id)
@@ -268,6 +310,26 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
             "status_url": f"/v1/jobs/{job_id}",
             "video_url": f"/v1/jobs/{job_id}/video",
         }
+
+    @app.get("/v1/jobs", tags=["jobs"], summary="Every job, newest first", dependencies=[Depends(authorised)])
+    async def list_jobs() -> dict:
+        return {"jobs": [public_job(r) for r in await run_in_threadpool(jobs.records)]}
+
+    @app.delete(
+        "/v1/jobs/{job_id}",
+        tags=["jobs"],
+        summary="Cancel a queued or running job (it stays listed as cancelled); remove an ended one",
+        dependencies=[Depends(authorised)],
+    )
+    async def delete_job(job_id: str) -> dict:
+        job_id = check_id(job_id, "job id")
+        record = await run_in_threadpool(jobs.read, job_id)
+        if record.get("status") in ("queued", "running"):
+            await run_in_threadpool(jobs.update, job_id, status="cancelled", finished_at=time.time())
+            await backend.cancel_job(job_id)
+            return {"job_id": job_id, "status": "cancelled"}
+        await run_in_threadpool(jobs.remove, job_id)
+        return {"job_id": job_id, "status": "removed"}
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"], summary="A job's status", dependencies=[Depends(authorised)])
     async def job_status(job_id: str) -> dict:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from serve.callbacks import notify_job_end
 from serve.settings import from_payload
 from serve.stores import JobStore, ModelStore, SourceStore
 from serve.validation import ApiError, error_for
@@ -26,13 +27,37 @@ JOB_TASK_RETRIES = 2  # re-runs of a job whose worker process died (not of jobs 
 
 
 def run_job(payload: dict[str, Any], job_id: str) -> dict[str, Any]:
-    """Dub job ``job_id`` of the job store; returns its final record (status ``done`` or ``failed``)."""
+    """Dub job ``job_id`` of the job store; returns its final record (status ``done`` or ``failed``).
+
+    A job with a ``callback_url`` calls it once it has ended (:mod:`serve.callbacks`), a job that
+    failed on a bug included; one stopped by a store outage has not ended and calls nothing yet.
+    """
     config = from_payload(payload)
-    storage = Storage(config.storage)
-    jobs = JobStore(config.jobs_uri, storage)
+    jobs = JobStore(config.jobs_uri, Storage(config.storage))
+    try:
+        record = _dub_job(config, jobs, job_id)
+    except StorageUnavailable:
+        raise
+    except Exception:
+        _call_back(jobs, jobs.read(job_id), config)
+        raise
+    return _call_back(jobs, record, config)
+
+
+def _call_back(jobs: JobStore, record: dict[str, Any], config) -> dict[str, Any]:
+    delivery = notify_job_end(record, config.callbacks)
+    if delivery is None:
+        return record
+    return jobs.update(record["job_id"], callback=delivery.to_record())
+
+
+def _dub_job(config, jobs: JobStore, job_id: str) -> dict[str, Any]:
+    storage = jobs.storage
     record = jobs.read(job_id)
     output_uri = jobs.video_uri(job_id)
     if record.get("status") == "done" and storage.exists(output_uri):
+        return record
+    if record.get("status") == "cancelled":
         return record
     attempts = int(record.get("attempts", 0))
     if attempts >= config.max_job_attempts:

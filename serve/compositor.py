@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from serve.messages import DubReply, DubRequest
+from serve.messages import DubRefused, DubReply, DubRequest
 from serve.stages import SpeakerModels, stage_autoscaling
 from serve.stores import SourceStore
 from serve.validation import ApiError, error_for
@@ -48,6 +48,10 @@ def parse_stage_seconds(header: str) -> dict[str, float]:
     """The inverse of :func:`stage_seconds_header`."""
     pairs = (item.split("=", 1) for item in header.split(",") if item)
     return {name: float(seconds) for name, seconds in pairs}
+
+
+SERVER_FAULT = 500
+UNAVAILABLE = 503  # a store outage: expected, the client retries
 
 
 class DubCancelled(Exception):
@@ -110,8 +114,20 @@ class Compositor(SpeakerModels):
         )
         self.handles = (audio2expression, smoothing, renderer)
 
-    async def dub(self, request: DubRequest) -> DubReply:
-        """The dubbed mp4 of one request; failures leave as :class:`ApiError` with their status."""
+    async def dub(self, request: DubRequest) -> DubReply | DubRefused:
+        """The dubbed mp4 of one request, or why not: a refusal (4xx, 503) comes back as
+        :class:`DubRefused` with one WARNING line; a server fault (500) is raised, with its traceback."""
+        try:
+            return await self._dub_or_raise(request)
+        except ApiError as error:
+            if error.status >= SERVER_FAULT and error.status != UNAVAILABLE:
+                raise
+            logger.warning(
+                "refused %s/%s: %d %s", request.speaker, request.source, error.status, error.message
+            )
+            return DubRefused(error.status, error.message)
+
+    async def _dub_or_raise(self, request: DubRequest) -> DubReply:
         try:
             model = await self.speaker_model()
         except (InputError, StorageUnavailable) as error:

@@ -23,7 +23,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from serve.api import create_api
 from serve.async_jobs import JobResubmitter, submit_job
-from serve.messages import DubReply, DubRequest
+from serve.messages import DubRefused, DubReply, DubRequest
 from serve.settings import from_payload, resolve_api_key
 from serve.stores import JobStore
 from serve.validation import ApiError, error_for
@@ -97,6 +97,13 @@ class JobRunner:
     async def submit(self, job_id: str) -> None:
         self._start(job_id)
 
+    async def cancel(self, job_id: str) -> None:
+        """Stop the job's task if it runs (its record already says cancelled)."""
+        with self._lock:
+            ref = self.running.pop(job_id, None)
+        if ref is not None:
+            ray.cancel(ref)
+
     async def running_jobs(self) -> list[str]:
         with self._lock:
             self._prune()
@@ -132,12 +139,21 @@ class Ingress:
     async def dub(self, request: DubRequest) -> DubReply:
         response = self.compositor.options(multiplexed_model_id=request.speaker).dub.remote(request)
         try:
-            return await response
+            reply = await response
         except Exception as error:  # every failure of the call becomes the right status code
             raise service_error(error) from error
+        if isinstance(reply, DubRefused):
+            raise ApiError(reply.status, reply.message)
+        return reply
 
     async def submit_job(self, job_id: str) -> None:
         try:
             await self.job_runner.submit.remote(job_id)
+        except Exception as error:  # every failure of the call becomes the right status code
+            raise service_error(error) from error
+
+    async def cancel_job(self, job_id: str) -> None:
+        try:
+            await self.job_runner.cancel.remote(job_id)
         except Exception as error:  # every failure of the call becomes the right status code
             raise service_error(error) from error

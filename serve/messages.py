@@ -42,3 +42,15 @@ class DubReply:
 
     video: bytes
     facts: dict[str, str] = field(default_factory=dict)  # sent back as X-StableFace-* headers
+
+
+@dataclass
+class DubRefused:
+    """A dub the compositor declines for the request's own reason (a 4xx, or a 503 outage).
+
+    Returned rather than raised: Ray Serve logs every exception a replica raises as an ERROR with
+    its traceback, which an expected refusal is not. The ingress turns it into the HTTP error.
+    """
+
+    status: int
+    message: str

@@ -47,9 +47,13 @@ def check_settings(config: ServeConfig) -> None:
         ("limits.request_timeout_s", limits.request_timeout_s),
         ("max_models_per_replica", config.max_models_per_replica),
         ("max_sources_per_replica", config.max_sources_per_replica),
+        ("callbacks.attempts", config.callbacks.attempts),
+        ("callbacks.timeout_s", config.callbacks.timeout_s),
     ):
         if value <= 0:
             raise InputError(name, f"must be > 0, got {value}")
+    if config.callbacks.backoff_s < 0:
+        raise InputError("callbacks.backoff_s", f"must be >= 0, got {config.callbacks.backoff_s}")
     if not limits.content_types:
         raise InputError("limits.content_types", "is empty: no upload could ever be accepted")
     for name in ("models_uri", "sources_uri", "jobs_uri"):

@@ -37,10 +37,10 @@ LISTING_TTL_S = 30.0  # how long a speaker's list of source videos is reused bef
 STATUS_FILE = "status.json"
 VIDEO_FILE = "video.mp4"
 AUDIO_STEM = "audio"
-JOB_STATES = ("queued", "running", "done", "failed")
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 PUBLIC_JOB_FIELDS = (
     "job_id", "status", "speaker", "source", "created_at", "started_at", "finished_at",
-    "audio_seconds", "output_seconds", "model_version", "error", "attempts",
+    "audio_seconds", "output_seconds", "model_version", "error", "attempts", "callback_url", "callback",
 )  # fmt: skip
 
 
@@ -243,21 +243,27 @@ class JobStore:
         self.storage.write_json(self.status_uri(job_id), record)
         return record
 
-    def unfinished(self) -> list[str]:
-        """Ids of jobs still queued or running (after a restart they are submitted again)."""
+    def records(self) -> list[dict[str, Any]]:
+        """Every job's record, newest first."""
         try:
             uris = self.storage.list(self.root, suffixes=(STATUS_FILE,))
         except StorageNotFound:
             return []
-        ids = []
+        found = []
         for uri in uris:
-            job_id = PurePosixPath(uri).parent.name
             try:
-                if self.read(job_id).get("status") in ("queued", "running"):
-                    ids.append(job_id)
+                found.append(self.read(PurePosixPath(uri).parent.name))
             except ApiError:
-                continue
-        return ids
+                continue  # removed meanwhile
+        return sorted(found, key=lambda r: r.get("created_at", 0.0), reverse=True)
+
+    def unfinished(self) -> list[str]:
+        """Ids of jobs still queued or running (after a restart they are submitted again)."""
+        return [r["job_id"] for r in self.records() if r.get("status") in ("queued", "running")]
+
+    def remove(self, job_id: str) -> None:
+        """Delete the job's folder (audio, video, status)."""
+        self.storage.delete_prefix(self.folder(job_id) + "/")
 
 
 def public_job(record: dict[str, Any]) -> dict[str, Any]:

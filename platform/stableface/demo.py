@@ -128,7 +128,12 @@ def run(cfg: DemoConfig) -> dict:
         "model": model_uri,
         "dubbed_ok": dub_summary["ok"],
         "dub_failed": dub_summary["failed"],
-        "audit": {k: audit_summary.get(k) for k in ("videos", "ok", "flagged") if k in audit_summary},
+        "dub_review": dub_summary.get("review"),
+        "audit": {
+            k: audit_summary.get(k)
+            for k in ("videos", "ok", "flagged", "too_still", "too_jittery")
+            if k in audit_summary
+        },
         "elapsed": format_duration(time.monotonic() - started),
     }
     lines = [
@@ -137,6 +142,7 @@ def run(cfg: DemoConfig) -> dict:
         f"  speaker model : {model_uri}",
         *[f"  dubbed video  : {video}" for video in summary["videos"]],
         f"  dub manifest  : {summary['dub_manifest']}",
+        f"  dub review    : {summary['dub_review']}",
         f"  MSI report    : {summary['audit_report']}",
         f"  sample frame  : {sample} (source | dub)",
         "",

@@ -97,6 +97,61 @@ def test_local_audit_scores_good_videos_and_explains_bad_ones(ray_local, catalog
     assert len(re.findall(r"data:image/png;base64,", report)) >= 8  # 2 histograms, slices, comparison plots
 
 
+@pytest.fixture(scope="module")
+def departing_dubs(grid_clips, tmp_path_factory):
+    """dubs/: a shaken copy (too jittery), a still picture (too still) and a plain re-encode of three
+    GRID clips; sources/: the clips themselves, the reference of real speech."""
+    root = tmp_path_factory.mktemp("departures")
+    names = ("shaken", "still", "plain")
+    for name, clip in zip(names, grid_clips[:3], strict=True):
+        (root / "sources" / "s1").mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip, root / "sources" / "s1" / f"{name}.mpg")
+    frames = read_frames(grid_clips[0])
+    rng = np.random.default_rng(1)
+    write_video(
+        root / "dubs" / "s1" / "shaken.mp4",
+        [np.roll(f, tuple(rng.integers(-2, 3, size=2)), axis=(0, 1)) for f in frames],
+    )
+    still = read_frames(grid_clips[1])
+    write_video(root / "dubs" / "s1" / "still.mp4", [still[0]] * len(still))
+    write_video(root / "dubs" / "s1" / "plain.mp4", list(read_frames(grid_clips[2])))
+    return root
+
+
+def test_comparison_flags_dubs_departing_from_their_sources_either_way(ray_local, departing_dubs, tmp_path):
+    out = tmp_path / "out"
+    summary = run(
+        audit_config(
+            departing_dubs / "dubs", out, f"compare_with={departing_dubs / 'sources'}",
+            "label=dubs", "compare_label=sources", "metrics.departure_factor=2.5",
+        )
+    )  # fmt: skip
+    assert (summary["ok"], summary["too_still"], summary["too_jittery"]) == (3, 1, 1)
+    dubs = pd.read_parquet(out / "audit.parquet").set_index("video_id")
+    sources = pd.read_parquet(out / "compare.parquet").set_index("video_id")
+    for name in ("shaken", "still", "plain"):
+        for part in ("lip", "jaw"):
+            expected = dubs.loc[name, f"msi_{part}"] / sources.loc[name, f"msi_{part}"]
+            assert dubs.loc[name, f"msi_{part}_ratio"] == pytest.approx(expected, rel=1e-3)
+    assert dubs.loc["shaken", "departure_lip"] == "too_jittery" and dubs.loc["shaken", "msi_lip_ratio"] < 0.4
+    assert dubs.loc["still", "departure_lip"] == "too_still" and dubs.loc["still", "msi_lip_ratio"] > 2.5
+    assert (dubs.loc["plain", "departure_lip"], dubs.loc["plain", "departure_jaw"]) == ("within", "within")
+    assert "departure_lip" not in sources.columns
+    # The still picture never drops below the jitter thresholds: only the comparison finds it.
+    assert summary["flagged"] == 1
+    report = (out / "report.html").read_text()
+    assert "Departures from sources (2)" in report
+    assert "1 too still (lip or jaw MSI &gt; 2.5&times; the paired video's), 1 too jittery" in report
+    assert "lips too still" in report and "lips too jittery" in report
+
+
+def test_a_departure_factor_of_one_or_less_is_refused(tmp_path):
+    from stableface.errors import InputError
+
+    with pytest.raises(InputError, match=r"metrics\.departure_factor: must be > 1"):
+        run(audit_config(tmp_path, tmp_path / "out", "metrics.departure_factor=0.5"))
+
+
 def test_s3_audit_reads_and_writes_through_the_bucket(ray_local, catalogs, s3_bucket, s3_storage_config):
     storage = Storage(s3_storage_config)
     for name in ("clip_a.mpg", "broken.mp4"):

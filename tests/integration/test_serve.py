@@ -196,6 +196,19 @@ def test_bad_requests_get_the_right_status(service, speech):
         assert response.json()["status"] == status, (number, response.text)  # our JSON errors, not Serve's
 
 
+def test_a_refused_dub_comes_back_from_the_compositor_as_a_value(service, speech):
+    """Expected refusals are returned, not raised: Ray Serve logs a raised one as an ERROR traceback."""
+    from ray import serve
+
+    from serve.messages import DubRefused, DubRequest
+
+    handle = serve.get_deployment_handle("Compositor", app_name=APP_NAME)
+    request = DubRequest(speaker="s1", source="no_such_clip", audio=speech["2s"], audio_suffix=".wav")
+    reply = handle.options(multiplexed_model_id="s1").dub.remote(request).result(timeout_s=120)
+    assert isinstance(reply, DubRefused), reply
+    assert reply.status == 404 and "no_such_clip" in reply.message
+
+
 def test_async_job_end_to_end(service, speech, stores, tmp_path):
     accepted = _post(service, "/v1/jobs", speech["5s"])  # too long for /v1/dub, fine for a job
     assert accepted.status_code == 202, accepted.text

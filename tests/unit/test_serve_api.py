@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import socket
 import threading
 import time
@@ -108,6 +109,10 @@ def test_settings_merge_nested_and_dotted_args_and_reject_bad_ones():
     assert relative.jobs_uri == "s3://bucket/jobs"
     with pytest.raises(InputError, match=r"limits.max_upload_bytes: must be > 0"):
         load_settings({"limits": {"max_upload_bytes": 0}})
+    with pytest.raises(InputError, match=r"callbacks\.attempts: must be > 0, got 0"):
+        load_settings({"callbacks.attempts": 0})
+    with pytest.raises(InputError, match=r"callbacks\.backoff_s: must be >= 0"):
+        load_settings({"callbacks": {"backoff_s": -1}})
 
 
 def test_api_key_comes_from_config_else_environment():
@@ -183,7 +188,7 @@ class StandInBackend:
     """Records what the API hands over; answers like the compositor would (or slowly, or overloaded)."""
 
     def __init__(self):
-        self.requests, self.jobs = [], []
+        self.requests, self.jobs, self.cancelled = [], [], []
         self.delay_s = 0.0
         self.error: ApiError | None = None
 
@@ -197,6 +202,9 @@ class StandInBackend:
 
     async def submit_job(self, job_id):
         self.jobs.append(job_id)
+
+    async def cancel_job(self, job_id):
+        self.cancelled.append(job_id)
 
 
 @pytest.fixture
@@ -215,6 +223,7 @@ def api(stores):
                 "max_async_seconds": 3.5,
                 "request_timeout_s": 0.5,
             },
+            "callbacks": {"allowed_hosts": ["127.0.0.1"], "secret": "callback-secret"},
         }
     )
     backend = StandInBackend()
@@ -277,6 +286,24 @@ def test_health_and_openapi_need_no_key(api):
         spec["paths"]
     )
     assert "multipart/form-data" in spec["paths"]["/v1/dub"]["post"]["requestBody"]["content"]
+
+
+def test_docs_render_from_the_service_alone(api):
+    """Every file /docs needs comes from the service: nothing from a CDN, no online validator."""
+    url, _, _ = api
+    page = requests.get(url + "/docs", timeout=10)
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    assert re.findall(r"https?://", page.text) == [], "an external URL in /docs"
+    assert '"validatorUrl": null' in page.text
+    references = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    references += re.findall(r"""url: ["']([^"']+)["']""", page.text)  # the OpenAPI document
+    assert {"/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css", "/openapi.json"} <= set(
+        references
+    )
+    for reference in references:
+        asset = requests.get(url + reference, timeout=10)
+        assert asset.status_code == 200 and len(asset.content) > 100, reference
+    assert requests.get(url + "/redoc", timeout=10).status_code == 404  # its CDN page is switched off
 
 
 def test_a_valid_dub_reaches_the_backend_with_the_resolved_source(api, clips):
@@ -385,6 +412,57 @@ def test_jobs_are_stored_submitted_and_served_when_done(api, clips, stores):
     assert len(clips["4s_8k"]) < MAX_UPLOAD  # small enough to upload, too long for a job
     _error(_post(url, "/v1/jobs", clips["4s_8k"]), 413, "3.5 s")
     assert backend.jobs == [job_id]
+
+
+def test_callback_urls_outside_the_allow_list_are_refused(api, clips, stores):
+    url, backend, _ = api
+    for callback, words in [
+        (
+            "http://169.254.169.254/latest/meta-data",
+            ("host '169.254.169.254' is not in callbacks.allowed_hosts",),
+        ),
+        ("http://127.0.0.1.evil.example/hook", ("not in callbacks.allowed_hosts",)),
+        ("ftp://127.0.0.1/hook", ("not an http(s) URL",)),
+        ("127.0.0.1/hook", ("not an http(s) URL",)),
+    ]:
+        refused = requests.post(
+            url + "/v1/jobs", data={"speaker": "s1", "callback_url": callback},
+            files={"audio": ("clip.wav", clips["3s"], "audio/wav")},
+            headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30,
+        )  # fmt: skip
+        _error(refused, 422, "callback_url", *words)
+    assert backend.jobs == []  # nothing was stored or started for a refused callback
+    accepted = requests.post(
+        url + "/v1/jobs", data={"speaker": "s1", "callback_url": "http://127.0.0.1:9/hook"},
+        files={"audio": ("clip.wav", clips["3s"], "audio/wav")},
+        headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30,
+    )  # fmt: skip
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    assert JobStore(stores["jobs"], Storage()).read(job_id)["callback_url"] == "http://127.0.0.1:9/hook"
+
+
+def test_jobs_are_listed_cancelled_and_removed(api, clips, stores):
+    url, backend, _ = api
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    first = _post(url, "/v1/jobs", clips["3s"]).json()["job_id"]
+    second = _post(url, "/v1/jobs", clips["3s"]).json()["job_id"]
+    listed = requests.get(url + "/v1/jobs", headers=headers, timeout=10).json()["jobs"]
+    assert [job["job_id"] for job in listed] == [second, first]  # newest first
+    assert all("audio_uri" not in job for job in listed)
+    cancelled = requests.delete(url + f"/v1/jobs/{first}", headers=headers, timeout=10)
+    assert cancelled.json() == {"job_id": first, "status": "cancelled"} and backend.cancelled == [first]
+    assert (
+        requests.get(url + f"/v1/jobs/{first}", headers=headers, timeout=10).json()["status"] == "cancelled"
+    )
+    removed = requests.delete(url + f"/v1/jobs/{first}", headers=headers, timeout=10)  # ended: removed
+    assert removed.json() == {"job_id": first, "status": "removed"}
+    assert not (stores["root"] / "jobs" / first).exists()
+    _error(requests.get(url + f"/v1/jobs/{first}", headers=headers, timeout=10), 404, "no such job")
+    _error(requests.delete(url + "/v1/jobs/..", headers=headers, timeout=10), 404)
+    _error(requests.delete(url + f"/v1/jobs/{second}", timeout=10), 401)
+    listed = requests.get(url + "/v1/jobs", headers=headers, timeout=10).json()["jobs"]
+    assert [job["job_id"] for job in listed] == [second]
 
 
 def test_audio_suffixes():

@@ -60,7 +60,9 @@ class AuditJobConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    compare_with: str | None = None  # a second catalog (e.g. the dubs), paired by video id
+    # A second catalog paired by video id, the reference of real speech (e.g. the dubs' sources):
+    # the catalog's videos whose MSI departs from theirs by metrics.departure_factor are flagged.
+    compare_with: str | None = None
     label: str = "catalog"  # how the report names each catalog
     compare_label: str = "comparison"
     title: str = "Motion stability audit"
@@ -148,6 +150,25 @@ class ServeLimits:
 
 
 @dataclass
+class CallbackSettings:
+    """``POST /v1/jobs`` with ``callback_url``: the service POSTs the job's outcome there when it ends.
+
+    The body is JSON (job_id, status, video_url, error), signed in the ``X-StableFace-Signature``
+    header as ``sha256=<hex HMAC-SHA256 of the body under the secret>``.
+    """
+
+    # host or host:port a callback URL may name (no requests to arbitrary hosts from the cluster);
+    # empty = callbacks refused (422)
+    allowed_hosts: list[str] = field(default_factory=list)
+    secret: str | None = None  # the signing key; None = $<secret_env>; callbacks need one
+    secret_env: str = "STABLEFACE_CALLBACK_SECRET"
+    attempts: int = 4  # deliveries tried (a 2xx answer ends them; other 4xx than 408/429 too)
+    backoff_s: float = 1.0  # wait before the second attempt, doubled before each later one
+    timeout_s: float = 10.0  # per attempt
+    public_base_url: str = ""  # prefix of the video_url in the body (e.g. https://dub.example.com)
+
+
+@dataclass
 class ServeConfig:
     """``serve/``: the Ray Serve endpoint (``serve run serve/config.yaml``, ``stableface serve``).
 
@@ -169,6 +190,7 @@ class ServeConfig:
     host: str = "127.0.0.1"  # `stableface serve` only; serve/config.yaml has its own http_options
     port: int = 8000
     limits: ServeLimits = field(default_factory=ServeLimits)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     dub: DubConfig = field(default_factory=DubConfig)  # the same knobs as the bulk dubbing job
     storage: StorageConfig = field(default_factory=StorageConfig)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -187,6 +209,9 @@ class DubJobConfig:
     dub: DubConfig = field(default_factory=DubConfig)  # inference, composite, provenance, encode
     metrics: MetricsConfig = field(default_factory=MetricsConfig)  # how each output's MSI is scored
     score_outputs: bool = True  # lip/jaw MSI of every output in the manifest
+    # review.html next to the manifest: source and dub side by side, slice and mouth pictures, the
+    # source's MSI and the dub's departure from it (metrics.departure_factor); needs score_outputs
+    review: bool = True
     cache_sources: bool = True  # keep prepared sources under <output_uri>/sources (one per video and model)
     overwrite: bool = False  # dub again even where an output exists
     concurrency: int | None = (

@@ -28,6 +28,9 @@ class MetricsConfig:
     # under the real-video band measured on GRID with MediaPipe (lip 0.35-0.72, jaw 0.6-1.3).
     flag_lip_below: float = 0.3
     flag_jaw_below: float = 0.5
+    # In a comparison (audit compare_with=<sources>), a video whose lip or jaw MSI is more than this
+    # factor above its source's (too still) or below it (too jittery) is flagged, with which way.
+    departure_factor: float = 2.0
     # Extra per-video outputs: a vertical-slice image through the mouth (the paper's Figs. 1/7),
     # and the mean CPBD sharpness of sampled frames.
     slice_image: bool = True

@@ -23,6 +23,7 @@ from stableface.data.catalog import list_video_catalog
 from stableface.data.results import write_results
 from stableface.errors import BackendUnavailable, InputError, StorageUnavailable
 from stableface.io.storage import Storage, join
+from stableface.metrics.departure import Departure, check_factor, pair_departure, row_directions
 from stableface.metrics.video import STATUS_FAILED, STATUS_OK, VideoScore, is_flagged, score_video
 from stableface.ray_jobs.runtime import ensure_ray, outages_surface
 from stableface.report.html import COMPARE_PREFIX, ReportData, encode_png, render_report, row_key
@@ -38,6 +39,8 @@ RESULT_COLUMNS = (
     "msi_lip", "msi_jaw", "slice_roughness", "fps", "duration_s",
     "width", "height", "cpbd", "seconds", "node_id", "slice_uri", "msi_per_landmark",
 )  # fmt: skip
+# Main-catalog rows in a comparison: MSI over the paired reference's, and which way it departs.
+DEPARTURE_COLUMNS = ("msi_lip_ratio", "msi_jaw_ratio", "departure_lip", "departure_jaw")
 TRANSIENT_COLUMNS = ("slice_png",)
 SLICE_PX_PER_FRAME = 3  # carried to the driver for the report, never written to tables
 
@@ -207,7 +210,9 @@ def _catalog(source: str, side: str, storage: Storage) -> list[dict[str, Any]]:
 
 def _report_slices(rows: list[dict[str, Any]], cfg: AuditJobConfig) -> dict[str, bytes]:
     """Slice PNGs for the report: flagged and failed-free rows first, up to ``report_max_slices``."""
-    ranked = sorted(rows, key=lambda r: (not is_flagged(r, cfg.metrics), r["side"] != MAIN_SIDE))
+    ranked = sorted(
+        rows, key=lambda r: (not (is_flagged(r, cfg.metrics) or row_directions(r)), r["side"] != MAIN_SIDE)
+    )
     slices: dict[str, bytes] = {}
     for row in ranked:
         png = row.get("slice_png")
@@ -223,9 +228,20 @@ def _median(rows: list[dict[str, Any]], column: str) -> float | None:
     return float(np.median(values)) if values else None
 
 
+def add_departures(rows: list[dict[str, Any]], references: list[dict[str, Any]], factor: float) -> None:
+    """Give each row paired by video id with a reference row its :data:`DEPARTURE_COLUMNS`."""
+    by_id = {r.get("video_id"): r for r in references}
+    for row in rows:
+        reference = by_id.get(row.get("video_id"))
+        departure = pair_departure(row, reference, factor) if reference is not None else None
+        if departure is not None:
+            row.update(departure.to_row())
+
+
 def run(cfg: AuditJobConfig) -> dict[str, Any]:
     """Audit ``cfg.catalog`` (and ``cfg.compare_with``); returns a summary with the output URIs."""
     cfg = with_absolute_uris(cfg)
+    check_factor(cfg.metrics.departure_factor)
     started = time.monotonic()
     storage = Storage(cfg.storage)
     entries = _catalog(cfg.catalog, MAIN_SIDE, storage)
@@ -234,11 +250,16 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
     all_rows = score_catalog(entries + compare_entries, cfg)
     rows = [r for r in all_rows if r["side"] == MAIN_SIDE]
     compare_rows = [r for r in all_rows if r["side"] == COMPARE_SIDE]
+    add_departures(rows, compare_rows, cfg.metrics.departure_factor)
 
     def table_rows(selected: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{k: v for k, v in r.items() if k not in TRANSIENT_COLUMNS} for r in selected]
 
-    outputs = {"audit": write_results(storage, cfg.output_uri, "audit", table_rows(rows), RESULT_COLUMNS)}
+    outputs = {
+        "audit": write_results(
+            storage, cfg.output_uri, "audit", table_rows(rows), RESULT_COLUMNS + DEPARTURE_COLUMNS
+        )
+    }
     if cfg.compare_with:
         outputs["compare"] = write_results(
             storage, cfg.output_uri, "compare", table_rows(compare_rows), RESULT_COLUMNS
@@ -250,6 +271,7 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
         flag_jaw_below=cfg.metrics.flag_jaw_below,
         slices=_report_slices(all_rows, cfg),
         compare_rows=table_rows(compare_rows) if cfg.compare_with else None,
+        departure_factor=cfg.metrics.departure_factor,
         labels=(cfg.label, cfg.compare_label),
         settings={
             "catalog": cfg.catalog,
@@ -268,6 +290,9 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
         "no_score": sum(r["status"] == "no_score" for r in rows),
         "failed": sum(r["status"] == STATUS_FAILED for r in rows),
         "flagged": sum(is_flagged(r, cfg.metrics) for r in rows),
+        # Departures from the paired source (compare_with), each way; a video can count in both.
+        "too_still": sum(Departure.TOO_STILL in row_directions(r) for r in rows),
+        "too_jittery": sum(Departure.TOO_JITTERY in row_directions(r) for r in rows),
         "median_msi_lip": _median(rows, "msi_lip"),
         "median_msi_jaw": _median(rows, "msi_jaw"),
         "compare_videos": len(compare_rows),
@@ -283,8 +308,10 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
     }
     storage.write_json(join(cfg.output_uri, "summary.json"), summary)
     logger.info(
-        "audit done: %d videos (%d ok, %d no score, %d failed, %d flagged) in %.1f s; report at %s",
+        "audit done: %d videos (%d ok, %d no score, %d failed, %d flagged; against %s: %d too still, "
+        "%d too jittery) in %.1f s; report at %s",
         summary["videos"], summary["ok"], summary["no_score"], summary["failed"], summary["flagged"],
-        elapsed, report_uri,
+        cfg.compare_label if cfg.compare_with else "no comparison", summary["too_still"],
+        summary["too_jittery"], elapsed, report_uri,
     )  # fmt: skip
     return summary

@@ -35,7 +35,7 @@ import pandas as pd
 from stableface.config import to_dict, with_absolute_uris
 from stableface.config.jobs import DubJobConfig
 from stableface.data.results import write_results
-from stableface.errors import StorageNotFound, StorageUnavailable
+from stableface.errors import InputError, StorageNotFound, StorageUnavailable
 from stableface.inference.batch import (
     RESULT_COLUMNS,
     STATUS_FAILED,
@@ -48,6 +48,7 @@ from stableface.inference.batch import (
 )
 from stableface.io.storage import Storage, basename, join
 from stableface.ray_jobs.runtime import ensure_ray, node_id
+from stableface.report.review import REVIEW_COLUMNS, review_row, write_review
 from stableface.utils.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -72,9 +73,8 @@ class DubWorker:
         self.sources = SourceCache(
             self.storage, join(cfg.output_uri, "sources") if cfg.cache_sources else None
         )
-        self.scorer = (
-            msi_scorer(cfg.metrics, make_backend(cfg.metrics.backend)) if cfg.score_outputs else None
-        )
+        self.backend = make_backend(cfg.metrics.backend) if cfg.score_outputs else None
+        self.scorer = msi_scorer(cfg.metrics, self.backend) if self.backend else None
         self.node = node_id()
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -85,12 +85,29 @@ class DubWorker:
                     entry, self.cfg.dub, self.cfg.output_uri, self.storage, self.models, self.sources,
                     self.scorer, self.cfg.overwrite, self.node,
                 )  # fmt: skip
+                if self.cfg.review and self.backend and row.get("status") == STATUS_OK:
+                    row.update(self._review(row))
             except StorageUnavailable as outage:
                 # Returned, not raised: the job tolerates errored blocks (rows whose actor died), so a
                 # raised outage would read as one more given-up row instead of stopping the job.
                 row = {"job_id": entry["job_id"], OUTAGE_KEY: [outage.uri, outage.problem]}
             rows.append({"job_id": entry["job_id"], ROW_COLUMN: json.dumps(row, default=_plain)})
         return pd.DataFrame(rows)
+
+    def _review(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row's review columns; a review that fails says why and leaves the dub as it is."""
+        try:
+            return review_row(
+                row, self.cfg.output_uri, self.storage, self.cfg.metrics, self.backend, self.cfg.overwrite
+            )
+        except StorageUnavailable:
+            raise
+        except InputError as error:  # e.g. a source that cannot be decoded again
+            logger.warning("%s: review failed: %s", row["job_id"], error)
+            return {"source_msi_status": f"review failed: {error}"}
+        except Exception as error:  # the dub is finished and recorded: its review must not fail it
+            logger.exception("%s: review failed", row["job_id"])
+            return {"source_msi_status": f"review failed: {type(error).__name__}: {error}"}
 
 
 def _plain(value: Any) -> Any:
@@ -223,7 +240,10 @@ def run(cfg: DubJobConfig) -> dict[str, Any]:
         rows.update({row["job_id"]: row for row in results})
         rows.update({e["job_id"]: _given_up(e, cfg) for e in entries if e["job_id"] not in rows})
     ordered = [rows[e["job_id"]] for e in entries]  # catalog order, exactly one row per catalog row
-    tables = write_results(storage, cfg.output_uri, "manifest", ordered, RESULT_COLUMNS)
+    tables = write_results(storage, cfg.output_uri, "manifest", ordered, RESULT_COLUMNS + REVIEW_COLUMNS)
+    review = (
+        write_review(storage, cfg.output_uri, ordered, cfg.metrics.departure_factor) if cfg.review else None
+    )
     ok = [r for r in ordered if r["status"] == STATUS_OK]
     dubbed = [r for r in ok if not r.get("resumed")]
     frames = sum(int(r.get("output_frames") or 0) for r in dubbed)
@@ -240,13 +260,14 @@ def run(cfg: DubJobConfig) -> dict[str, Any]:
         "seconds": round(elapsed, 2),
         "frames_per_second_per_actor": round(frames / work_seconds, 2) if work_seconds else None,
         "tables": tables,
+        "review": review,
         "problems": [f"{r['job_id']}: {r['reason']}" for r in ordered if r["status"] != STATUS_OK],
         "config": to_dict(cfg),
     }
     storage.write_json(join(cfg.output_uri, "summary.json"), summary)
     logger.info(
-        "dub finished: %d rows, %d ok (%d dubbed, %d already done), %d failed in %.1f s; manifest %s",
+        "dub finished: %d rows, %d ok (%d dubbed, %d already done), %d failed in %.1f s; manifest %s%s",
         summary["rows"], summary["ok"], summary["dubbed"], summary["resumed"], summary["failed"], elapsed,
-        tables["csv"],
+        tables["csv"], f", review page {review}" if review else "",
     )  # fmt: skip
     return summary

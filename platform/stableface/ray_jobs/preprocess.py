@@ -36,6 +36,7 @@ from stableface.data.speakers import encode_speaker_row, fit_or_load_face_model,
 from stableface.face.landmarks import BACKENDS, LandmarkBackend, make_backend
 from stableface.io.storage import Storage
 from stableface.ray_jobs.runtime import ensure_ray, node_id, outages_surface
+from stableface.utils.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ def _encode_stage(cfg: PreprocessJobConfig, face_model: tuple[str | None, str]):
         out = []
         for speaker_row in batch.to_dict(orient="records"):
             out.extend(encode_speaker_row(speaker_row, cfg, storage, layout, face_model, node=node_id()))
-        return pd.DataFrame(out)
+        # The rows themselves are in the speaker manifests; the driver only counts them.
+        return pd.DataFrame([{"video_id": row["video_id"], "status": row["status"]} for row in out])
 
     return encode
 
@@ -117,27 +119,38 @@ def process_on_ray(
     ensure_ray(cfg.ray)
     n_speakers = len({e["speaker"] for e in todo})
     workers = cfg.concurrency or max(1, min(len(todo), int(ray.cluster_resources().get("CPU", 1))))
-    video_rows = (
-        ray.data.from_items(todo, override_num_blocks=len(todo))
-        .map_batches(
-            _video_stage(cfg),
-            batch_size=1,
-            batch_format="pandas",
-            compute=ray.data.TaskPoolStrategy(size=workers),
-            # Ray Data SPREADs tasks with small arguments (a catalog row) over the cluster's nodes.
-            num_cpus=1,
-        )
-        .materialize()
+    videos = ray.data.from_items(todo, override_num_blocks=len(todo)).map_batches(
+        _video_stage(cfg),
+        batch_size=1,
+        batch_format="pandas",
+        compute=ray.data.TaskPoolStrategy(size=workers),
+        # Ray Data SPREADs tasks with small arguments (a catalog row) over the cluster's nodes.
+        num_cpus=1,
     )
+    logger.info("extracting %d videos with %d workers", len(todo), workers)
+    # The rows (a JSON text each) come back to the driver as each video finishes, for the progress.
+    extracted = _collect(videos, Progress("preprocess: extract", total=len(todo), unit="videos"))
     identity_rows = (
-        video_rows.groupby("speaker", num_partitions=min(n_speakers, MAX_GROUP_PARTITIONS))
+        ray.data.from_items(extracted)
+        .groupby("speaker", num_partitions=min(n_speakers, MAX_GROUP_PARTITIONS))
         .map_groups(_identity_stage(cfg), batch_format="pandas", num_cpus=1)
         .take_all()
     )
     face_model = fit_or_load_face_model(identity_rows, cfg, storage, layout)
-    ray.data.from_items(identity_rows).map_batches(
+    encoded = ray.data.from_items(identity_rows).map_batches(
         _encode_stage(cfg, face_model), batch_size=1, batch_format="pandas", num_cpus=1
-    ).materialize()
+    )
+    # One row per video, a speaker's all at once when its encoding finishes.
+    _collect(encoded, Progress("preprocess: encode", total=len(todo), unit="videos"))
+
+
+def _collect(dataset, progress: Progress) -> list[dict[str, Any]]:
+    rows = []
+    for row in dataset.iter_rows():
+        rows.append(dict(row))
+        progress.update(1)
+    progress.close()
+    return rows
 
 
 def run(cfg: PreprocessJobConfig) -> dict[str, Any]:

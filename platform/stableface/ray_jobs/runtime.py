@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from stableface.config.jobs import RayConfig
 from stableface.errors import StorageUnavailable
+from stableface.utils.logging import ray_log_level
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ def _init(config: RayConfig) -> None:
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
         logger.info("joining Ray cluster at %s", address)
-        ray.init(address=address, namespace=config.namespace, log_to_driver=True)
+        ray.init(
+            address=address, namespace=config.namespace, log_to_driver=True, logging_level=ray_log_level()
+        )
         return
     logger.info("starting embedded local Ray (num_cpus=%s)", config.num_cpus or "all")
     ray.init(
@@ -53,6 +56,8 @@ def _init(config: RayConfig) -> None:
         include_dashboard=config.include_dashboard,
         namespace=config.namespace,
         log_to_driver=True,
+        # Ray core's start-up lines (the local instance, its dashboard) only with --verbose.
+        logging_level=ray_log_level(),
     )
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from stableface.metrics.departure import Departure, row_directions
+
 STATUS_OK = "ok"
 HIST_BINS = 30
 FIGURE_SIZE = (6.0, 3.2)  # inches
@@ -47,6 +49,7 @@ class ReportData:
     compare_rows: list[dict[str, Any]] | None = None  # the second catalog's rows
     labels: tuple[str, str] = ("catalog", "comparison")
     settings: dict[str, Any] = field(default_factory=dict)
+    departure_factor: float | None = None  # the ratio bound of the rows' departure_* columns
 
 
 def row_key(row: Mapping[str, Any]) -> str:
@@ -159,13 +162,15 @@ def _video_rows(rows: Sequence[Mapping[str, Any]], data: ReportData, with_slices
     body = []
     for row in rows:
         flagged = _is_flagged(row, data)
-        css = "flagged" if flagged else ("failed" if row.get("status") != STATUS_OK else "")
+        departed = bool(row_directions(row))
+        css = "flagged" if flagged or departed else ("failed" if row.get("status") != STATUS_OK else "")
         status = str(row.get("status", ""))
         cells = [
             _fmt(row.get("speaker")),
             _fmt(row.get("video_id")),
             f'<span class="pill {html.escape(status)}">{html.escape(status)}</span>'
-            + (" flagged" if flagged else ""),
+            + (" flagged" if flagged else "")
+            + (f" {_departure_cell(row)}" if departed else ""),
             f'<td class="num">{_fmt(row.get("n_frames"))}',
             f'<td class="num">{_fmt(row.get("n_missing_face"))}',
             _fmt(row.get("bridging")),
@@ -216,9 +221,48 @@ def _summary(rows: Sequence[Mapping[str, Any]], data: ReportData) -> str:
         ("lip MSI", stat(lip)),
         ("jaw MSI", stat(jaw)),
     ]
+    if data.compare_rows is not None and data.departure_factor is not None:
+        items.append((f"departures from {html.escape(data.labels[1])}", _departure_counts(rows, data)))
     items += [(html.escape(str(k)), html.escape(str(v))) for k, v in data.settings.items()]
     body = [f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items]
     return f"<table>{''.join(body)}</table>"
+
+
+DEPARTURE_TEXT = {Departure.TOO_STILL: "too still", Departure.TOO_JITTERY: "too jittery"}
+
+
+def _departure_counts(rows: Sequence[Mapping[str, Any]], data: ReportData) -> str:
+    still = sum(Departure.TOO_STILL in row_directions(r) for r in rows)
+    jittery = sum(Departure.TOO_JITTERY in row_directions(r) for r in rows)
+    factor = data.departure_factor
+    return (
+        f"{still} too still (lip or jaw MSI &gt; {factor:g}&times; the paired video's), "
+        f"{jittery} too jittery (&lt; 1/{factor:g} of it)"
+    )
+
+
+def _departure_cell(row: Mapping[str, Any]) -> str:
+    parts = []
+    for part, column in (("lips", "departure_lip"), ("jaw", "departure_jaw")):
+        value = row.get(column)
+        if value and Departure(value).flagged:
+            parts.append(f"{part} {DEPARTURE_TEXT[Departure(value)]}")
+    return html.escape(", ".join(parts)) if parts else "-"
+
+
+def _departures_section(departed: list[dict[str, Any]], data: ReportData) -> list[str]:
+    if data.compare_rows is None or data.departure_factor is None:
+        return []
+    second = html.escape(data.labels[1])
+    return [
+        f"<h2>Departures from {second} ({len(departed)})</h2>",
+        f'<p class="note">Lip or jaw MSI more than {data.departure_factor:g}&times; that of the paired '
+        f"{second} video (too still: far less motion than its real speech) or under 1/"
+        f"{data.departure_factor:g} of it (too jittery).</p>",
+        _table([*VIDEO_HEADERS, "vertical slice", "reason"], _video_rows(departed, data, True))
+        if departed
+        else "<p>None.</p>",
+    ]
 
 
 def _comparison(data: ReportData) -> str:
@@ -235,6 +279,12 @@ def _comparison(data: ReportData) -> str:
         f"<p>{len(pairs)} videos paired by video id ({len(data.rows)} in {html.escape(first)}, "
         f"{len(data.compare_rows)} in {html.escape(second)}); {len(scored)} scored in both.</p>"
     ]
+    if data.departure_factor is not None:
+        parts.append(
+            f"<p>Departures from {html.escape(second)}: {_departure_counts(data.rows, data)}. The ratio is the "
+            f"MSI in {html.escape(first)} over the MSI in {html.escape(second)}: higher means steadier, so a dub "
+            "whose lips hardly move scores far above its source, a jittery one far below.</p>"
+        )
     figures = []
     for metric, label in (("msi_lip", "lip MSI"), ("msi_jaw", "jaw MSI")):
         figures.append(
@@ -278,12 +328,19 @@ def _comparison(data: ReportData) -> str:
                 f'<td class="num">{_fmt(vb)}',
                 f'<td class="num">{_fmt(delta)}',
             ]
-        cells += [_slice_cell(a, data), _slice_cell(b, _second_slices(data))]
-        body.append("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}" for c in cells) + "</tr>")
+        cells += [
+            f'<td class="num">{_fmt(a.get("msi_lip_ratio"), 2)}',
+            f'<td class="num">{_fmt(a.get("msi_jaw_ratio"), 2)}',
+            _departure_cell(a),
+            _slice_cell(a, data),
+            _slice_cell(b, _second_slices(data)),
+        ]
+        css = ' class="flagged"' if row_directions(a) else ""
+        body.append(f"<tr{css}>" + "".join(c if c.startswith("<td") else f"<td>{c}" for c in cells) + "</tr>")
     headers = [
         "speaker", "video", f"status {first}", f"status {second}",
         f"lip {first}", f"lip {second}", "lip change", f"jaw {first}", f"jaw {second}", "jaw change",
-        f"slice {first}", f"slice {second}",
+        "lip ratio", "jaw ratio", "departure", f"slice {first}", f"slice {second}",
     ]  # fmt: skip
     parts.append(_table(headers, body))
     return "".join(parts)
@@ -303,6 +360,7 @@ def render_report(data: ReportData) -> str:
     rows = data.rows
     ok = [r for r in rows if r.get("status") == STATUS_OK]
     flagged = [r for r in rows if _is_flagged(r, data)]
+    departed = [r for r in rows if row_directions(r)]
     problems = [r for r in rows if r.get("status") != STATUS_OK]
     figures = _img(
         histogram_png({"lip": [r.get("msi_lip") for r in ok]}, "lip MSI", data.flag_lip_below, "lip MSI")
@@ -323,6 +381,7 @@ def render_report(data: ReportData) -> str:
         _table([*VIDEO_HEADERS, "vertical slice", "reason"], _video_rows(flagged, data, True))
         if flagged
         else "<p>None below the thresholds.</p>",
+        *_departures_section(departed, data),
         f"<h2>Failed and unscored videos ({len(problems)})</h2>",
         _table([*VIDEO_HEADERS, "reason"], _video_rows(problems, data, False))
         if problems

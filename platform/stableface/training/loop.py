@@ -235,7 +235,11 @@ def run_epochs(
     budget_s = None if max_minutes is None else 60.0 * max_minutes
     samples_per_step = loader.batch_size * context.world_size
     progress = Progress(
-        f"{trainer.stage} (rank {context.rank})", total=max(total - trainer.step, 0), unit="steps"
+        f"{trainer.stage} (rank {context.rank})",
+        total=max(total - trainer.step, 0),
+        unit="steps",
+        # A capped stage ends at its cap if that comes before its epochs: the ETA says which.
+        time_limit_s=None if budget_s is None else max(budget_s - trainer.elapsed_s, 0.0),
     )
     meter = MetricMeter(context.device)
     last: dict[str, Any] = {}

@@ -10,11 +10,16 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "numba", "matplotlib", "PIL")
 RAY_LOGGERS = ("ray.data", "ray.train", "ray.tune", "ray.serve")
 VERBOSE_ENV = "STABLEFACE_VERBOSE"
+# Ray Data configures its loggers itself when it is imported (and again in every worker), over
+# any level set before; the config file it reads from this variable is the way to quieten it.
+RAY_DATA_LOGGING_CONFIG_ENV = "RAY_DATA_LOGGING_CONFIG"
+QUIET_RAY_DATA_CONFIG = Path(__file__).with_name("ray_data_logging.yaml")
 STDERR_FD = 2
 
 
@@ -30,6 +35,8 @@ def configure_logging(level: str | int | None = None) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in RAY_LOGGERS:
         logging.getLogger(name).setLevel(ray_log_level())
+    if ray_log_level() > logging.INFO:  # a user's own Ray Data logging config is kept
+        os.environ.setdefault(RAY_DATA_LOGGING_CONFIG_ENV, str(QUIET_RAY_DATA_CONFIG))
 
 
 def ray_log_level() -> int:

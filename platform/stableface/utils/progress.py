@@ -41,9 +41,12 @@ class Progress:
         unit: str = "items",
         interval_s: float = DEFAULT_INTERVAL_S,
         logger: logging.Logger | None = None,
+        time_limit_s: float | None = None,
     ):
         self.description = description
         self.total = total
+        # Work that also stops at a time limit (a capped training stage) ends at whichever comes first.
+        self.time_limit_s = time_limit_s
         self.unit = unit
         self.interval_s = interval_s
         self.logger = logger or logging.getLogger("stableface.progress")
@@ -60,16 +63,28 @@ class Progress:
         elapsed = self.elapsed_s
         return self.done / elapsed if elapsed > 0 else 0.0
 
-    def eta_s(self) -> float:
+    def _eta_by_count(self) -> float:
         if self.total is None or self.rate == 0:
-            return float("nan")
+            return float("inf")
         return max(self.total - self.done, 0) / self.rate
+
+    def eta_s(self) -> float:
+        """Seconds left: by the count and the rate, or to the time limit if that comes first."""
+        by_count = self._eta_by_count()
+        if self.time_limit_s is None:
+            return by_count if by_count != float("inf") else float("nan")
+        return min(by_count, max(self.time_limit_s - self.elapsed_s, 0.0))
 
     def message(self) -> str:
         count = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
-        text = f"{self.description}: {count} {self.unit}, {self.rate:.1f} {self.unit}/s"
-        if self.total is not None:
+        rate = self.rate
+        # Slow work (a video a minute) reads better as seconds per item than as "0.0 videos/s".
+        pace = f"{rate:.1f} {self.unit}/s" if rate >= 1 or rate == 0 else f"{1 / rate:.1f} s each"
+        text = f"{self.description}: {count} {self.unit}, {pace}"
+        if self.total is not None or self.time_limit_s is not None:
             text += f", ETA {format_duration(self.eta_s())}"
+            if self.time_limit_s is not None and self.eta_s() < self._eta_by_count():  # the cap decides
+                text += " (time cap)"
         return text
 
     def update(self, n: int = 1) -> None:
