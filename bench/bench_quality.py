@@ -42,6 +42,7 @@ CROP = 128
 HOLDOUT = 4
 QUICK_SCHEDULE = "demo"
 GAP_PX = 6  # black rows between the mouth strip and the slice
+SLICE_ZOOM = 1  # the slice keeps its height (a 128-px column per row) and is stretched in time only
 # The columns of the table, in order (held-out means from the training summary).
 COLUMNS = (
     "reconstruction_ssim",
@@ -92,14 +93,26 @@ def _stage1(dataset: str, model: str, schedule: str) -> str:
 
 
 def _picture(eval_dir: Path, video_id: str) -> np.ndarray:
-    """The clip's mouth strip above its mouth slice, one RGB image."""
-    parts = [
+    """The clip's mouth strip above its mouth slice stretched to the strip's width, one RGB image."""
+    mouths, strip = (
         cv2.cvtColor(cv2.imread(str(eval_dir / f"{video_id}-{name}.png")), cv2.COLOR_BGR2RGB)
         for name in ("mouths", "slice")
-    ]
-    width = max(part.shape[1] for part in parts)
-    padded = [np.pad(part, ((0, GAP_PX), (0, width - part.shape[1]), (0, 0))) for part in parts]
-    return np.concatenate(padded, axis=0)[:-GAP_PX]
+    )
+    width = mouths.shape[1]
+    strip = cv2.resize(strip, (width, strip.shape[0] * SLICE_ZOOM), interpolation=cv2.INTER_NEAREST)
+    gap = np.zeros((GAP_PX, width, 3), np.uint8)
+    return np.concatenate([mouths, gap, strip], axis=0)
+
+
+def write_pictures(out: Path, video_ids: list[str]) -> list[str]:
+    """``<clip>-mouths.png`` under ``out`` for each held-out clip, from the run's evaluation images."""
+    eval_dir = out / "_training" / f"stage2-{SPEAKER}" / "logs" / "eval"
+    pictures = []
+    for video_id in video_ids:
+        png = out / f"{video_id}-mouths.png"
+        cv2.imwrite(str(png), cv2.cvtColor(_picture(eval_dir, video_id), cv2.COLOR_RGB2BGR))
+        pictures.append(str(png))
+    return pictures
 
 
 def _markdown(rows: dict[str, dict]) -> str:
@@ -136,11 +149,8 @@ def run(
         ray.shutdown()
     summary = json.loads((Path(result["models"][SPEAKER]["model_uri"]) / "summary.json").read_text())
     heldout = summary["heldout"]
-    command = (
-        f"`python -m bench quality{' --quick' if quick else ''} --model {model} --label {label}"
-        + "".join(f" --set {o}" for o in overrides)
-        + "`"
-    )
+    flags = "".join(f" --set {o}" for o in overrides)
+    command = f"`python -m bench quality{' --quick' if quick else ''} --model {model} --label {label}{flags}`"
     row = {
         "model": model,
         "schedule": schedule,
@@ -153,12 +163,8 @@ def run(
     }
     (out / "table.json").write_text(json.dumps(row, indent=2))
     (out / "table.md").write_text(_markdown({label: row}))
+    pictures = write_pictures(out, summary["heldout_videos"])
     eval_dir = out / "_training" / f"stage2-{SPEAKER}" / "logs" / "eval"
-    pictures = []
-    for video_id in summary["heldout_videos"]:
-        png = out / f"{video_id}-mouths.png"
-        cv2.imwrite(str(png), cv2.cvtColor(_picture(eval_dir, video_id), cv2.COLOR_RGB2BGR))
-        pictures.append(str(png))
     shutil.copy(eval_dir / "summary.json", out / "eval_summary.json")
     variants_json = ROOT / "variants.json"
     variants = json.loads(variants_json.read_text()) if variants_json.exists() else {}
