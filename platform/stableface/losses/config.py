@@ -23,3 +23,7 @@ class LossConfig:
     # inside the mouth region, a term inside L_rec that an L1-blurred mouth (weak edges: lips, teeth)
     # pays for and that needs no pretrained weights. 0 = off.
     mouth_gradient_weight: float = 0.0
+    # Not in the paper: both adversarial losses average the PatchGAN logits over the mouth's patches
+    # only (weighted by the mouth share of each patch), so the discriminator judges mouths, not the
+    # background that composite_background makes identical in real and generated frames.
+    mouth_adversarial: bool = False
