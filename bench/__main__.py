@@ -26,17 +26,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(available())}")
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
+    # Only `quality` takes these: which preset and variant to train and measure.
+    parser.add_argument("--model", help="quality: the model preset (default cpu)")
+    parser.add_argument("--label", help="quality: the variant's name (its output folder)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="quality: a train-job override of the variant (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
     configure_logging()
     names = args.names or available()
     unknown = sorted(set(names) - set(available()))
     if unknown:
         parser.error(f"unknown benchmarks: {', '.join(unknown)}")
+    variant = {k: v for k, v in (("model", args.model), ("label", args.label)) if v}
+    if args.overrides:
+        variant["overrides"] = args.overrides
+    if variant and names != ["quality"]:
+        parser.error("--model, --label and --set are options of the quality benchmark alone")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     for name in names:
         module = importlib.import_module(f"bench.bench_{name}")
         started = time.time()
-        figures = module.run(quick=args.quick)
+        figures = module.run(quick=args.quick, **variant)
         record = {
             "benchmark": name,
             "quick": args.quick,

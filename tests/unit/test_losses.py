@@ -14,12 +14,15 @@ from stableface.losses import (
     FEATURE_MATCHING_SOURCE,
     VGG_SOURCE,
     LossConfig,
+    ReconstructionLoss,
     build_generator_loss,
     discriminator_adversarial_loss,
     feature_matching_loss,
     generator_adversarial_loss,
     mouth_weighted_l1,
 )
+from stableface.losses.adversarial import mouth_patch_weights
+from stableface.losses.reconstruction import mouth_gradient_l1
 from stableface.models.vgg import VGG19_RELU_INDEX
 
 # torchvision.models.vgg19().features: (module index, in channels, out channels) of each 3x3 conv.
@@ -169,3 +172,63 @@ def test_a_configured_vgg_file_that_is_wrong_is_an_error_not_a_silent_fallback(t
         InputError, match=r"partial.pth: not a torchvision VGG19 state dict: missing features.34"
     ):
         build_generator_loss(LossConfig(vgg_weights=str(tmp_path / "partial.pth")))
+
+
+def test_mouth_gradient_term_matches_numpy_and_is_in_rec_only_when_switched_on():
+    generator = torch.Generator().manual_seed(0)
+    fake = torch.rand(1, 2, 3, 8, 8, generator=generator)
+    real = torch.rand(1, 2, 3, 8, 8, generator=generator)
+    mask = torch.zeros(1, 2, 1, 8, 8)
+    mask[..., 4:, 2:6] = 1.0
+    f, r, m = fake.numpy(), real.numpy(), mask.numpy()
+    dx = np.abs(np.diff(f, axis=-1) - np.diff(r, axis=-1)) * (m[..., :, 1:] * m[..., :, :-1])
+    dy = np.abs(np.diff(f, axis=-2) - np.diff(r, axis=-2)) * (m[..., 1:, :] * m[..., :-1, :])
+    expected = dx.mean() + dy.mean()
+    assert mouth_gradient_l1(fake, real, mask).item() == pytest.approx(expected, rel=1e-5)
+    assert mouth_gradient_l1(real, real, mask).item() == 0.0
+    # A blurred mouth (same mean, weaker edges) pays for it; the same blur outside the mask does not.
+    blurred = real.clone()
+    blurred[..., 4:, 2:6] = real[..., 4:, 2:6].mean()
+    assert mouth_gradient_l1(blurred, real, mask) > 0.01
+    outside = real.clone()
+    outside[..., :3, :] = real[..., :3, :].mean()
+    assert mouth_gradient_l1(outside, real, mask).item() == 0.0
+
+    features = [torch.rand(2, 4, 4, 4, generator=generator)]
+    off = ReconstructionLoss(LossConfig())(fake, real, mask, features, features)
+    on = ReconstructionLoss(LossConfig(mouth_gradient_weight=3.0))(fake, real, mask, features, features)
+    assert "mouth_gradient" not in off
+    assert on["rec"].item() == pytest.approx(off["rec"].item() + 3.0 * expected, rel=1e-5)
+
+
+def test_mouth_adversarial_losses_average_only_the_mouth_patches():
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.zeros(1, 2, 1, 16, 16)
+    mask[..., 8:, 4:12] = 1.0  # the lower middle: patches (2..3, 1..2) of a 4x4 logit grid
+    real_logits, fake_logits = torch.randn(2, 2, 1, 4, 4, generator=generator)
+    weights = mouth_patch_weights(mask, (4, 4))
+    assert weights.shape == (2, 1, 4, 4) and weights.sum() == 2 * 4  # 4 whole mouth cells per frame
+    inside = weights.bool()
+    expected_g = F.softplus(-fake_logits[inside]).mean()
+    expected_d = F.softplus(-real_logits[inside]).mean() + F.softplus(fake_logits[inside]).mean()
+    assert generator_adversarial_loss(fake_logits, weights).item() == pytest.approx(
+        expected_g.item(), rel=1e-5
+    )
+    assert discriminator_adversarial_loss(real_logits, fake_logits, weights).item() == pytest.approx(
+        expected_d.item(), rel=1e-5
+    )
+    changed = fake_logits.clone()
+    changed[~inside] += 5.0  # patches away from the mouth: no say with the switch, a say without it
+    assert generator_adversarial_loss(changed, weights).item() == pytest.approx(expected_g.item(), rel=1e-5)
+    assert generator_adversarial_loss(changed).item() != pytest.approx(
+        generator_adversarial_loss(fake_logits).item()
+    )
+
+    fake, real = torch.rand(2, 1, 2, 3, 16, 16, generator=generator)
+    features = [torch.rand(2, 4, 4, 4, generator=generator)]
+    on = build_generator_loss(LossConfig(mouth_adversarial=True))(
+        fake, real, mask, changed, features, features
+    )
+    off = build_generator_loss(LossConfig())(fake, real, mask, changed, features, features)
+    assert on["adv"].item() == pytest.approx(expected_g.item(), rel=1e-5)
+    assert off["adv"].item() == pytest.approx(F.softplus(-changed).mean().item(), rel=1e-5)

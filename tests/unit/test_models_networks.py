@@ -247,3 +247,32 @@ def test_composite_renderer_keeps_the_background_outside_the_blanked_region_and_
     loss = renderer(background, shape, batch["audio"])[~mask].sum()
     loss.backward()
     assert shape.grad.abs().sum() == 0
+
+
+def test_reference_frames_are_renderer_inputs_kept_in_its_state_and_only_repaint_the_blanked_region():
+    config = compose_model_config("tiny", "full")
+    config.renderer.composite_background = True
+    config.renderer.reference_frames = 2
+    size = config.renderer.image_size
+    torch.manual_seed(0)
+    renderer = Renderer(config.renderer, config.audio_encoder).eval()
+    batch = _batch(config, batch=1)
+    mask = batch["mouth_mask"].bool().expand_as(batch["background"])  # (1, T, 3, S, S)
+    background = torch.where(mask, torch.tensor(-1.0), batch["target"])
+    references = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    before = renderer(background, batch["shape"], batch["audio"])
+    renderer.set_references(references)
+    after = renderer(background, batch["shape"], batch["audio"])
+    assert (after[mask] - before[mask]).abs().mean() > 1e-3  # the references change the mouth
+    assert torch.equal(after[~mask], background[~mask])  # and nothing outside it
+    # The speaker model carries them: a renderer rebuilt from the state dict draws the same frames.
+    rebuilt = Renderer(config.renderer, config.audio_encoder).eval()
+    rebuilt.load_state_dict(renderer.state_dict())
+    assert torch.equal(rebuilt.references, references)
+    assert torch.equal(rebuilt(background, batch["shape"], batch["audio"]), after)
+    with pytest.raises(TensorShapeError, match="reference frames"):
+        renderer.set_references(references[:1])
+    plain = Renderer(compose_model_config("tiny", "full").renderer, config.audio_encoder)
+    assert "references" not in plain.state_dict()  # off: the paper's renderer, unchanged checkpoints
+    with pytest.raises(TensorShapeError, match="reference_frames = 0"):
+        plain.set_references(torch.zeros(0, 3, size, size))

@@ -19,3 +19,11 @@ class LossConfig:
     )
     vgg_layer_weights: list[float] = field(default_factory=lambda: [1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0])
     feature_matching_weight: float = 1.0  # the discriminator feature-matching term inside L_rec, without VGG
+    # Not in the paper: L1 between the horizontal and vertical pixel differences of fake and real
+    # inside the mouth region, a term inside L_rec that an L1-blurred mouth (weak edges: lips, teeth)
+    # pays for and that needs no pretrained weights. 0 = off.
+    mouth_gradient_weight: float = 0.0
+    # Not in the paper: both adversarial losses average the PatchGAN logits over the mouth's patches
+    # only (weighted by the mouth share of each patch), so the discriminator judges mouths, not the
+    # background that composite_background makes identical in real and generated frames.
+    mouth_adversarial: bool = False

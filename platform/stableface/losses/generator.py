@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from stableface.io.storage import Storage
-from stableface.losses.adversarial import generator_adversarial_loss
+from stableface.losses.adversarial import generator_adversarial_loss, mouth_patch_weights
 from stableface.losses.config import LossConfig
 from stableface.losses.reconstruction import ReconstructionLoss
 from stableface.models.vgg import load_vgg19
@@ -24,6 +24,10 @@ class GeneratorLoss(nn.Module):
     def perceptual_source(self) -> str:
         return self.reconstruction.perceptual_source
 
+    def patch_weights(self, mouth_mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
+        """(B*T, 1, h, w) mouth weights of the PatchGAN logits with ``mouth_adversarial``, else None."""
+        return mouth_patch_weights(mouth_mask, logits.shape[-2:]) if self.config.mouth_adversarial else None
+
     def forward(
         self,
         fake: torch.Tensor,
@@ -36,7 +40,7 @@ class GeneratorLoss(nn.Module):
         """(B, T, 3, H, W) fake and real frames, (B, T, 1, H, W) mouth mask, the discriminator's logits
         (and features) for the fake frames -> named terms, ``total`` to backpropagate."""
         terms = self.reconstruction(fake, real, mouth_mask, fake_features, real_features)
-        terms["adv"] = generator_adversarial_loss(fake_logits)
+        terms["adv"] = generator_adversarial_loss(fake_logits, self.patch_weights(mouth_mask, fake_logits))
         terms["total"] = self.config.rec_weight * terms["rec"] + self.config.adv_weight * terms["adv"]
         return terms
 

@@ -29,6 +29,21 @@ def mouth_weighted_l1(
     return (weights * (fake - real).abs()).mean()
 
 
+def image_gradients(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., H, W) -> horizontal (..., H, W-1) and vertical (..., H-1, W) neighbour differences."""
+    return images[..., :, 1:] - images[..., :, :-1], images[..., 1:, :] - images[..., :-1, :]
+
+
+def mouth_gradient_l1(fake: torch.Tensor, real: torch.Tensor, mouth_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, H, W) frames, (B, T, 1, H, W) mask in {0, 1} -> mean over all pixels of the L1
+    difference of fake's and real's pixel differences where both neighbours are in the mask (the
+    scale of :func:`mouth_weighted_l1`, so their weights compare)."""
+    (fake_x, fake_y), (real_x, real_y) = image_gradients(fake), image_gradients(real)
+    mask_x = mouth_mask[..., :, 1:] * mouth_mask[..., :, :-1]  # (B, T, 1, H, W-1)
+    mask_y = mouth_mask[..., 1:, :] * mouth_mask[..., :-1, :]  # (B, T, 1, H-1, W)
+    return (mask_x * (fake_x - real_x).abs()).mean() + (mask_y * (fake_y - real_y).abs()).mean()
+
+
 def perceptual_loss(
     extractor: VGG19Features, fake: torch.Tensor, real: torch.Tensor, layer_weights: Sequence[float]
 ) -> torch.Tensor:
@@ -70,9 +85,13 @@ class ReconstructionLoss(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Named terms and their sum ``rec``; the discriminator features are needed without VGG."""
         terms = {"l1": mouth_weighted_l1(fake, real, mouth_mask, self.config.mouth_weight)}
+        pixel = terms["l1"]
+        if self.config.mouth_gradient_weight:
+            terms["mouth_gradient"] = mouth_gradient_l1(fake, real, mouth_mask)
+            pixel = pixel + self.config.mouth_gradient_weight * terms["mouth_gradient"]
         if self.vgg is not None:
             terms["perceptual"] = perceptual_loss(self.vgg, fake, real, self.config.vgg_layer_weights)
-            terms["rec"] = terms["l1"] + self.config.perceptual_weight * terms["perceptual"]
+            terms["rec"] = pixel + self.config.perceptual_weight * terms["perceptual"]
         else:
             if fake_features is None or real_features is None:
                 raise ValueError(
@@ -80,5 +99,5 @@ class ReconstructionLoss(nn.Module):
                     "so pass the discriminator features of the fake and the real frames"
                 )
             terms["feature_matching"] = feature_matching_loss(fake_features, real_features)
-            terms["rec"] = terms["l1"] + self.config.feature_matching_weight * terms["feature_matching"]
+            terms["rec"] = pixel + self.config.feature_matching_weight * terms["feature_matching"]
         return terms

@@ -115,8 +115,15 @@ class RendererConfig:
     # region and the input background elsewhere, so every pixel outside the mouth region is the
     # source's own and the network (and every loss on its output) spends its capacity on the mouth.
     composite_background: bool = False
+    # Not in the paper: R frames of the speaker's own training footage (the widest-open mouths, so
+    # teeth and lips show) are extra input channels of every frame, so the renderer can copy their
+    # texture instead of memorising it (Wav2Lip, IP_LAP, MuseTalk). They are chosen once at
+    # training and kept in the renderer's state (the speaker model carries them); 0 = off.
+    reference_frames: int = 0
 
     def __post_init__(self) -> None:
+        if self.reference_frames < 0:
+            raise InputError("renderer.reference_frames", f"{self.reference_frames} is negative")
         if len(self.channels) != 3:
             raise InputError(
                 "renderer.channels", f"needs 3 widths (7x7 s1, 4x4 s2, 4x4 s2), got {self.channels}"

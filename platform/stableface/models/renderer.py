@@ -7,7 +7,9 @@ res blocks 8 x (conv 3x3, IN, leaky ReLU, conv 3x3, IN) + skip
 dependency transformer over the T*p*p patches of a sequence        (switch: dependency)
 decoder    two transposed conv 4x4 s2 (IN + leaky ReLU), conv 7x7, tanh
 composite  prediction inside the blanked region, the background elsewhere (switch: composite_background)
-Every stage but the dependency module sees one frame at a time.
+Every stage but the dependency module sees one frame at a time. With ``reference_frames`` = R > 0,
+R fixed frames of the speaker (a buffer set by :meth:`Renderer.set_references` before training,
+saved with the weights) are 3R more input channels of every frame.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from stableface.models.dependency import DependencyModule
 from stableface.models.fusion import AudioFusion
 
 BACKGROUND_CHANNELS = 3
+REFERENCE_CHANNELS = 3  # each reference frame is an RGB crop
 OUTPUT_CHANNELS = 3
 STEM_KERNEL = 7  # the first encoder conv and the last decoder conv
 DOWN_KERNEL = 4  # stride-2 convs and transposed convs
@@ -76,7 +79,12 @@ class Renderer(nn.Module):
         self.audio_config = audio
         c1, c2, c3 = config.channels
         slope = config.leaky_slope
-        in_channels = BACKGROUND_CHANNELS + config.shape_channels
+        in_channels = (
+            BACKGROUND_CHANNELS + config.shape_channels + REFERENCE_CHANNELS * config.reference_frames
+        )
+        size = config.image_size
+        references = torch.zeros(config.reference_frames, REFERENCE_CHANNELS, size, size)  # (R, 3, S, S)
+        self.register_buffer("references", references if config.reference_frames else None)
         self.encoder = nn.Sequential(
             conv_norm_act(in_channels, c1, STEM_KERNEL, 1, slope),  # (N, c1, S, S)
             conv_norm_act(c1, c2, DOWN_KERNEL, 2, slope),  # (N, c2, S/2, S/2)
@@ -108,6 +116,16 @@ class Renderer(nn.Module):
             nn.Tanh(),
         )
 
+    def set_references(self, frames: torch.Tensor) -> None:
+        """The speaker's (R, 3, S, S) reference frames in [-1, 1] (R = ``config.reference_frames``)."""
+        size = self.config.image_size
+        check_shape(
+            "reference frames", frames, (self.config.reference_frames, REFERENCE_CHANNELS, size, size)
+        )
+        if self.references is None:
+            raise TensorShapeError("reference frames", "the renderer was built with reference_frames = 0")
+        self.references.copy_(frames)
+
     def forward(
         self, background: torch.Tensor, shape: torch.Tensor, audio: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -119,6 +137,9 @@ class Renderer(nn.Module):
         check_shape("face shape", shape, (batch, frames, self.config.shape_channels, size, size))
         flat_background = background.flatten(0, 1)  # (B*T, 3, S, S)
         x = torch.cat([background, shape], dim=2).flatten(0, 1)  # (B*T, 4, S, S)
+        if self.references is not None:
+            references = self.references.flatten(0, 1).to(x.dtype)  # (3R, S, S)
+            x = torch.cat([x, references.expand(len(x), -1, -1, -1)], dim=1)  # (B*T, 4 + 3R, S, S)
         x = self.encoder(x)  # (B*T, C, S/4, S/4)
         if self.fusion is not None:
             if audio is None:

@@ -54,6 +54,9 @@ INNER_LIP_MIDDLES = (62, 66)  # iBUG-68: middle of the inner upper lip, middle o
 LIPS = slice(48, 68)  # iBUG-68: outer and inner lip contours
 LIP_BOX_MARGIN = 0.25  # the sharpness box extends the lip bounding box by this fraction of its size
 MIN_STD = 1e-9  # below this an opening track or a sharpness figure counts as constant
+MOUTH_CROP_FRACTION = 0.4  # the mouth strip's crops are this fraction of the face crop, mouth-centred
+MOUTH_STRIP_EVERY = 4  # the mouth strip shows every 4th frame
+MOUTH_STRIP_ZOOM = 2  # and enlarges the crops this much (nearest neighbour: no smoothing added)
 
 
 @dataclass
@@ -262,6 +265,22 @@ def strip_image(outputs: dict[str, np.ndarray], n_frames: int = STRIP_FRAMES) ->
         np.concatenate(list(outputs[name][picks]), axis=1) for name in ("audio", "reconstruction", "real")
     ]
     return np.concatenate(rows, axis=0)
+
+
+def mouth_strip_image(outputs: dict[str, np.ndarray], every: int = MOUTH_STRIP_EVERY) -> np.ndarray:
+    """Rows real | reconstruction | audio-driven of mouth-centred crops, every ``every``-th frame left to
+    right: where the real mouth opens and shows teeth, does the rendered one?"""
+    size = outputs["real"].shape[1]
+    side = round(size * MOUTH_CROP_FRACTION)
+    x0 = int(np.clip(round(float(outputs["mouth_x"]) - side / 2), 0, size - side))
+    y0 = int(np.clip(round(float(outputs["mouth_y"]) - side / 2), 0, size - side))
+    picks = np.arange(0, len(outputs["real"]), every)
+    rows = [
+        np.concatenate(list(outputs[name][picks, y0 : y0 + side, x0 : x0 + side]), axis=1)
+        for name in ("real", "reconstruction", "audio")
+    ]
+    strip = np.concatenate(rows, axis=0)  # (3 * side, n * side, 3)
+    return np.repeat(np.repeat(strip, MOUTH_STRIP_ZOOM, axis=0), MOUTH_STRIP_ZOOM, axis=1)
 
 
 def slice_image(outputs: dict[str, np.ndarray]) -> np.ndarray:

@@ -54,9 +54,17 @@ from stableface.training.data import (
     stage1_dataset,
     stage2_dataset,
 )
-from stableface.training.evaluate import EvalNetworks, evaluate_video, slice_image, strip_image, summarise
+from stableface.training.evaluate import (
+    EvalNetworks,
+    evaluate_video,
+    mouth_strip_image,
+    slice_image,
+    strip_image,
+    summarise,
+)
 from stableface.training.export import export_speaker_model
 from stableface.training.loop import WorkerContext, unwrap
+from stableface.training.references import set_speaker_references
 from stableface.training.run_log import encode_png, record_attempt, record_worker
 from stableface.training.stage1 import train_stage1
 from stableface.training.stage2 import has_parameters, train_stage2
@@ -258,7 +266,10 @@ def run_stage2(
     dataset = stage2_dataset(
         storage, layout, speaker, cfg.schedule, plan.model_config, plan.erosion, face_model
     )
-    renderer = prepare(build_renderer(plan.model_config))
+    renderer = build_renderer(plan.model_config)
+    if plan.model_config.renderer.reference_frames:
+        set_speaker_references(renderer, dataset)
+    renderer = prepare(renderer)
     smoothing = build_smoothing(plan.model_config)
     smoothing = prepare(smoothing) if has_parameters(smoothing) else smoothing.to(context.device)
     discriminator = prepare(build_discriminator(plan.model_config))
@@ -301,8 +312,8 @@ def evaluate_heldout(
     renderer: nn.Module,
     context: WorkerContext,
 ) -> dict[str, Any]:
-    """Held-out metrics of the trained speaker; writes ``logs/eval/`` (summary.json, frame strips
-    and mouth slices per clip). Empty when nothing is held out."""
+    """Held-out metrics of the trained speaker; writes ``logs/eval/`` (summary.json, frame strips,
+    mouth crop strips and mouth slices per clip). Empty when nothing is held out."""
     storage, layout = Storage(cfg.storage), DatasetLayout(cfg.dataset_uri)
     _, heldout = speaker_split(storage, layout, speaker, cfg.schedule)
     heldout = heldout[: cfg.schedule.eval_videos] if cfg.schedule.eval_videos is not None else heldout
@@ -334,6 +345,9 @@ def evaluate_heldout(
             rows.append(row)
             storage.write_bytes(join(eval_uri, f"{video_id}-frames.png"), encode_png(strip_image(outputs)))
             storage.write_bytes(join(eval_uri, f"{video_id}-slice.png"), encode_png(slice_image(outputs)))
+            storage.write_bytes(
+                join(eval_uri, f"{video_id}-mouths.png"), encode_png(mouth_strip_image(outputs))
+            )
     finally:
         backend.close()
     summary = {

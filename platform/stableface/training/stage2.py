@@ -152,7 +152,9 @@ class Stage2Trainer(NamedStateTrainer):
             pair_condition = torch.cat([condition, condition], dim=0).detach()  # (2B, T, 4, S, S)
             logits, _ = self.discriminator(pair_frames, pair_condition)  # (2B*T, 1, h, w)
         real_logits, fake_logits = logits.float().chunk(2)
-        d_loss = discriminator_adversarial_loss(real_logits, fake_logits)
+        d_loss = discriminator_adversarial_loss(
+            real_logits, fake_logits, self.generator_loss.patch_weights(mask, real_logits)
+        )
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         optimise(
             d_loss,
