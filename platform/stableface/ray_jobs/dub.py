@@ -43,7 +43,7 @@ from stableface.inference.batch import (
     ModelCache,
     SourceCache,
     dub_entry,
-    msi_scorer,
+    output_scorer,
     read_dub_catalog,
 )
 from stableface.io.storage import Storage, basename, join
@@ -73,7 +73,7 @@ class DubWorker:
             self.storage, join(cfg.output_uri, "sources") if cfg.cache_sources else None
         )
         self.scorer = (
-            msi_scorer(cfg.metrics, make_backend(cfg.metrics.backend)) if cfg.score_outputs else None
+            output_scorer(cfg.metrics, make_backend(cfg.metrics.backend)) if cfg.score_outputs else None
         )
         self.node = node_id()
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from stableface.metrics.video import flag_reasons
+
 STATUS_OK = "ok"
 HIST_BINS = 30
 FIGURE_SIZE = (6.0, 3.2)  # inches
@@ -43,6 +45,10 @@ class ReportData:
     rows: list[dict[str, Any]]
     flag_lip_below: float
     flag_jaw_below: float
+    # Audio drift beyond this many frames flags a video (None: sync not flagged), when the
+    # lip-sync confidence is at least flag_offset_min_confidence.
+    flag_offset_frames: int | None = None
+    flag_offset_min_confidence: float = 0.0
     slices: dict[str, bytes] = field(default_factory=dict)  # row key -> PNG bytes
     compare_rows: list[dict[str, Any]] | None = None  # the second catalog's rows
     labels: tuple[str, str] = ("catalog", "comparison")
@@ -133,11 +139,15 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return html.escape(str(value))
 
 
+def _flags(row: Mapping[str, Any], data: ReportData) -> list[str]:
+    return flag_reasons(
+        dict(row), data.flag_lip_below, data.flag_jaw_below, data.flag_offset_frames,
+        data.flag_offset_min_confidence,
+    )  # fmt: skip
+
+
 def _is_flagged(row: Mapping[str, Any], data: ReportData) -> bool:
-    lip, jaw = row.get("msi_lip"), row.get("msi_jaw")
-    if row.get("status") != STATUS_OK or lip is None or jaw is None:
-        return False
-    return bool(lip < data.flag_lip_below or jaw < data.flag_jaw_below)
+    return bool(_flags(row, data))
 
 
 def _img(png: bytes | None, css_class: str = "") -> str:
@@ -158,20 +168,23 @@ def _table(headers: Sequence[str], body: list[str]) -> str:
 def _video_rows(rows: Sequence[Mapping[str, Any]], data: ReportData, with_slices: bool) -> list[str]:
     body = []
     for row in rows:
-        flagged = _is_flagged(row, data)
-        css = "flagged" if flagged else ("failed" if row.get("status") != STATUS_OK else "")
+        flags = _flags(row, data)
+        css = "flagged" if flags else ("failed" if row.get("status") != STATUS_OK else "")
         status = str(row.get("status", ""))
+        offset, offset_ms = row.get("lipsync_offset_frames"), row.get("lipsync_offset_ms")
         cells = [
             _fmt(row.get("speaker")),
             _fmt(row.get("video_id")),
             f'<span class="pill {html.escape(status)}">{html.escape(status)}</span>'
-            + (" flagged" if flagged else ""),
+            + (f" flagged: {html.escape('; '.join(flags))}" if flags else ""),
             f'<td class="num">{_fmt(row.get("n_frames"))}',
             f'<td class="num">{_fmt(row.get("n_missing_face"))}',
             _fmt(row.get("bridging")),
             f'<td class="num">{_fmt(row.get("msi_lip"))}',
             f'<td class="num">{_fmt(row.get("msi_jaw"))}',
             f'<td class="num">{_fmt(row.get("slice_roughness"), 2)}',
+            f'<td class="num">{_fmt(row.get("lipsync_confidence"))}',
+            f'<td class="num">{_offset_text(offset, offset_ms)}',
         ]
         if with_slices:
             cells.append(_slice_cell(row, data))
@@ -183,7 +196,16 @@ def _video_rows(rows: Sequence[Mapping[str, Any]], data: ReportData, with_slices
 
 VIDEO_HEADERS = (
     "speaker", "video", "status", "frames", "no face", "bridging", "lip MSI", "jaw MSI", "slice roughness",
+    "sync confidence", "audio offset",
 )  # fmt: skip
+
+
+def _offset_text(frames: Any, milliseconds: Any) -> str:
+    """'+8 fr (+320 ms)': positive = the sound comes late."""
+    if frames is None:
+        return "-"
+    ms = f" ({float(milliseconds):+.0f} ms)" if milliseconds is not None else ""
+    return f"{int(frames):+d} fr{ms}"
 
 
 def _summary(rows: Sequence[Mapping[str, Any]], data: ReportData) -> str:
@@ -191,6 +213,13 @@ def _summary(rows: Sequence[Mapping[str, Any]], data: ReportData) -> str:
     counts = {s: sum(1 for r in rows if r.get("status") == s) for s in ("ok", "no_score", "failed")}
     lip, jaw = _finite([r.get("msi_lip") for r in ok]), _finite([r.get("msi_jaw") for r in ok])
     flagged = sum(1 for r in rows if _is_flagged(r, data))
+    drifting = sum(1 for r in rows if any("out of sync" in f for f in _flags(r, data)))
+    confidence = _finite([r.get("lipsync_confidence") for r in ok])
+    sync_rule = (
+        f", or audio off by more than {data.flag_offset_frames} frames"
+        if data.flag_offset_frames is not None
+        else ""
+    )
     frames = sum(int(r.get("n_frames") or 0) for r in rows)
     bridged = sum(int(r.get("n_bridged_frames") or 0) for r in rows)
     skipped = sum(int(r.get("n_skipped_frames") or 0) for r in rows)
@@ -208,13 +237,16 @@ def _summary(rows: Sequence[Mapping[str, Any]], data: ReportData) -> str:
         ("failed", counts["failed"]),
         (
             "flagged",
-            f"{flagged} (lip MSI &lt; {data.flag_lip_below:g} or jaw MSI &lt; {data.flag_jaw_below:g})",
+            f"{flagged} (lip MSI &lt; {data.flag_lip_below:g} or jaw MSI &lt; {data.flag_jaw_below:g}"
+            f"{sync_rule})",
         ),
+        ("audio out of sync", drifting),
         ("frames decoded", frames),
         ("frames without a face, bridged (short gaps inside face segments)", bridged),
         ("frames without a face, skipped (long gaps and ends, not scored)", skipped),
         ("lip MSI", stat(lip)),
         ("jaw MSI", stat(jaw)),
+        ("lip-sync confidence", stat(confidence)),
     ]
     items += [(html.escape(str(k)), html.escape(str(v))) for k, v in data.settings.items()]
     body = [f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items]
@@ -295,7 +327,10 @@ COMPARE_PREFIX = "compare:"  # slice keys of the second catalog
 def _second_slices(data: ReportData) -> ReportData:
     """A view of ``data`` whose slices are the second catalog's (stored under COMPARE_PREFIX keys)."""
     slices = {k[len(COMPARE_PREFIX) :]: v for k, v in data.slices.items() if k.startswith(COMPARE_PREFIX)}
-    return ReportData(data.title, data.rows, data.flag_lip_below, data.flag_jaw_below, slices=slices)
+    return ReportData(
+        data.title, data.rows, data.flag_lip_below, data.flag_jaw_below, data.flag_offset_frames,
+        data.flag_offset_min_confidence, slices=slices,
+    )  # fmt: skip
 
 
 def render_report(data: ReportData) -> str:
@@ -314,7 +349,9 @@ def render_report(data: ReportData) -> str:
         '<p class="note">Motion Stability Index (StableFace): landmarks in a fixed 256 px mouth-centred crop, '
         "MSI = mean over points of 1 / (acceleration variance + 1e-5); higher is steadier. Real GRID videos "
         "score about 0.35-0.8 (lips) and 0.6-1.5 (jaw) with MediaPipe. The vertical slice is the column "
-        "through the mouth centre of every frame, left to right: jitter shows as saw-teeth.</p>",
+        "through the mouth centre of every frame, left to right: jitter shows as saw-teeth. Sync confidence "
+        "and audio offset come from the project's lip-sync expert (LSE-C style: median minus minimum "
+        "lips-to-audio distance over offsets of +-15 frames); a positive offset means the sound comes late.</p>",
         "<h2>Summary</h2>",
         _summary(rows, data),
         "<h2>Distributions</h2>",

@@ -28,7 +28,7 @@ from stableface.audio.features import AudioFeatureConfig
 from stableface.config import from_dict, to_dict
 from stableface.config.jobs import TrainJobConfig
 from stableface.data.catalog import validate_id
-from stableface.data.layout import DatasetLayout
+from stableface.data.layout import VIDEO_META, DatasetLayout
 from stableface.data.sequences import load_render_video
 from stableface.data.speakers import load_identity
 from stableface.errors import InputError
@@ -330,7 +330,10 @@ def evaluate_heldout(
                 identity,
                 plan.model_config.renderer.image_size,
             )
-            row, outputs = evaluate_video(networks, video, face_model, identity, window, backend)
+            meta = storage.read_json(layout.video_file(speaker, video_id, VIDEO_META))
+            row, outputs = evaluate_video(
+                networks, video, face_model, identity, window, backend, float(meta.get("fps") or 25.0)
+            )
             rows.append(row)
             storage.write_bytes(join(eval_uri, f"{video_id}-frames.png"), encode_png(strip_image(outputs)))
             storage.write_bytes(join(eval_uri, f"{video_id}-slice.png"), encode_png(slice_image(outputs)))
