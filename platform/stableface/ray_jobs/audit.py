@@ -290,6 +290,7 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
         "out_of_sync": sum("out of sync" in r["flags"] for r in rows),
         "median_lipsync_confidence": _median(rows, "lipsync_confidence"),
         "compare_videos": len(compare_rows),
+        "compare_median_lipsync_confidence": _median(compare_rows, "lipsync_confidence"),
         "frames": frames,
         "seconds": round(elapsed, 2),
         "frames_per_second": round(frames / elapsed, 1) if elapsed > 0 else None,

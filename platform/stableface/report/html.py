@@ -268,7 +268,7 @@ def _comparison(data: ReportData) -> str:
         f"{len(data.compare_rows)} in {html.escape(second)}); {len(scored)} scored in both.</p>"
     ]
     figures = []
-    for metric, label in (("msi_lip", "lip MSI"), ("msi_jaw", "jaw MSI")):
+    for metric, label in COMPARED:
         figures.append(
             _img(
                 histogram_png(
@@ -281,12 +281,13 @@ def _comparison(data: ReportData) -> str:
                 )
             )
         )
-        if scored:
+        both = [(a, b) for a, b in scored if a.get(metric) is not None and b.get(metric) is not None]
+        if both:
             figures.append(
                 _img(
                     scatter_png(
-                        [a[metric] for a, _ in scored],
-                        [b[metric] for _, b in scored],
+                        [a[metric] for a, _ in both],
+                        [b[metric] for _, b in both],
                         f"{label} ({first})",
                         f"{label} ({second})",
                         title=f"{label} per video",
@@ -302,7 +303,7 @@ def _comparison(data: ReportData) -> str:
             _fmt(a.get("status")),
             _fmt(b.get("status")),
         ]
-        for metric in ("msi_lip", "msi_jaw"):
+        for metric, _ in COMPARED:
             va, vb = a.get(metric), b.get(metric)
             delta = (vb - va) if va is not None and vb is not None else None
             cells += [
@@ -315,12 +316,13 @@ def _comparison(data: ReportData) -> str:
     headers = [
         "speaker", "video", f"status {first}", f"status {second}",
         f"lip {first}", f"lip {second}", "lip change", f"jaw {first}", f"jaw {second}", "jaw change",
-        f"slice {first}", f"slice {second}",
+        f"sync conf. {first}", f"sync conf. {second}", "sync change", f"slice {first}", f"slice {second}",
     ]  # fmt: skip
     parts.append(_table(headers, body))
     return "".join(parts)
 
 
+COMPARED = (("msi_lip", "lip MSI"), ("msi_jaw", "jaw MSI"), ("lipsync_confidence", "sync confidence"))
 COMPARE_PREFIX = "compare:"  # slice keys of the second catalog
 
 
