@@ -76,8 +76,8 @@ def test_the_shipped_weights_load_and_say_how_they_were_made():
 def _face(n_frames: int, rng) -> np.ndarray:
     """A synthetic iBUG-68 track: a fixed face whose lips open and close."""
     base = rng.uniform(100, 200, size=(68, 2))
-    base[36:42] = [80, 100] + rng.normal(0, 1, (6, 2))  # eyes level, far apart
-    base[42:48] = [220, 100] + rng.normal(0, 1, (6, 2))
+    base[36:42] = np.array([80.0, 100.0]) + rng.normal(0, 1, (6, 2))  # eyes level, far apart
+    base[42:48] = np.array([220.0, 100.0]) + rng.normal(0, 1, (6, 2))
     base[48] = [120, 200]  # mouth corners 60 px apart
     base[54] = [180, 200]
     track = np.repeat(base[None], n_frames, axis=0)
