@@ -40,7 +40,8 @@ def run(quick: bool = False) -> dict:
     try:
         tracks = [score_video(c, config, backend=backend, keep_landmarks=True).ibug68 for c in clips]
         windows = [
-            audio_features(read_audio(c), len(t), FPS, expert.audio_config) for c, t in zip(clips, tracks, strict=True)
+            audio_features(read_audio(c), len(t), FPS, expert.audio_config)
+            for c, t in zip(clips, tracks, strict=True)
         ]
         frames = sum(len(t) for t in tracks)
         expert.score(tracks[0], windows[0], FPS)  # warm-up

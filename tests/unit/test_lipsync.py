@@ -107,7 +107,8 @@ def test_distance_curve_matches_a_direct_computation():
     curve, used = distance_curve(visual, audio, scored, max_offset=4)
     frames = [t for t in range(4, 46) if scored[t]]
     expected = [
-        np.mean([np.linalg.norm(visual[t].numpy() - audio[t + k].numpy()) for t in frames]) for k in range(-4, 5)
+        np.mean([np.linalg.norm(visual[t].numpy() - audio[t + k].numpy()) for t in frames])
+        for k in range(-4, 5)
     ]
     assert used == len(frames) and np.allclose(curve, expected, atol=1e-5)
 
@@ -141,7 +142,9 @@ def test_flags_name_the_drift_with_its_sign():
         "audio out of sync by -5 frames (-200 ms, sound early)"
     ]
     # An unsure score (flat curve) is not trusted to flag; None switches the sync flag off.
-    assert flag_reasons({**row, "lipsync_offset_frames": 8, "lipsync_confidence": 0.05}, 0.3, 0.5, 2, 0.1) == []
+    assert (
+        flag_reasons({**row, "lipsync_offset_frames": 8, "lipsync_confidence": 0.05}, 0.3, 0.5, 2, 0.1) == []
+    )
     assert flag_reasons({**row, "lipsync_offset_frames": 8}, 0.3, 0.5, None, 0.1) == []
     assert drift_message(-3, 30.0) == "audio out of sync by -3 frames (-100 ms, sound early)"
 

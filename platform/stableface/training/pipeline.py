@@ -36,6 +36,7 @@ from stableface.face.erosion import ErosionConfig
 from stableface.face.landmarks import MediaPipeBackend
 from stableface.io.storage import Storage, join
 from stableface.losses.generator import build_generator_loss
+from stableface.losses.sync import stage1_sync_loss
 from stableface.models.checkpoint import read_checkpoint, save_checkpoint
 from stableface.models.config import ModelConfig, apply_ablation
 from stableface.models.networks import (
@@ -201,9 +202,11 @@ def run_stage1(
         attempt=attempt,
     )
     try:
+        sync_loss = stage1_sync_loss(cfg.schedule.stage1, load_face_model(storage, layout, plan.model_config))
         _, final = train_stage1(
-            model, dataset, cfg.schedule, context, callbacks, state.trainer if state else None
-        )
+            model, dataset, cfg.schedule, context, callbacks, state.trainer if state else None,
+            sync_loss.to(context.device) if sync_loss is not None else None,
+        )  # fmt: skip
     finally:
         callbacks.close()
     return final

@@ -15,6 +15,7 @@ another clip's speech.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 EVAL_SHIFTS = tuple(range(-10, 11))  # frames of audio delay the held-out evaluation applies
 OFFSET_TOLERANCE = 1  # an estimate within +-1 frame of the true shift counts as right
+WARMUP_FRACTION = 0.05  # of the run, learning rate rising linearly
 
 
 @dataclass
@@ -157,9 +159,6 @@ class SyncTrainer(NamedStateTrainer):
                 model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay
             )
         }
-        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizers["lipsync"], max_lr=schedule.lr, total_steps=schedule.max_steps, pct_start=0.05
-        )
         self.scalers = {"lipsync": torch.amp.GradScaler("cpu", enabled=False)}
         self.step = self.epoch = self.batch_in_epoch = 0
         self.elapsed_s = 0.0
@@ -171,8 +170,21 @@ class SyncTrainer(NamedStateTrainer):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def learning_rate(self) -> float:
+        """Linear warm-up, then cosine decay to zero over the run's progress: the larger of the
+        share of steps and the share of the time budget used, so a run that a busy machine stops
+        at its time cap has still annealed."""
+        progress = max(self.step / self.schedule.max_steps, self.time_fraction)
+        if progress < WARMUP_FRACTION:
+            return self.schedule.lr * max(progress, 1e-3) / WARMUP_FRACTION
+        decay = (progress - WARMUP_FRACTION) / (1.0 - WARMUP_FRACTION)
+        return self.schedule.lr * 0.5 * (1.0 + math.cos(math.pi * min(decay, 1.0)))
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         self.model.train()
+        lr = self.learning_rate()
+        for group in self.optimizers["lipsync"].param_groups:
+            group["lr"] = lr
         visual, audio = self.model(batch["lips"], batch["audio"])  # (B, C, D), (B, C + 2K, D)
         terms = contrastive_loss(visual, audio, self.schedule.max_shift, self.model.logit_scale)
         self.optimizers["lipsync"].zero_grad(set_to_none=True)
@@ -180,8 +192,6 @@ class SyncTrainer(NamedStateTrainer):
             terms["total"], [self.optimizers["lipsync"]], self.scalers["lipsync"],
             list(self.model.parameters()), self.schedule.grad_clip,
         )  # fmt: skip
-        if self.scheduler.last_epoch + 1 < self.schedule.max_steps:
-            self.scheduler.step()
         return {
             f"loss/{name}" if name != "accuracy" else name: float(v.detach()) for name, v in terms.items()
         }
