@@ -188,3 +188,36 @@ def test_expert_scores_a_real_clip_and_its_delayed_audio(shared_data):
     assert abs(expert.score(track.ibug68, delayed, 25.0).offset_frames - 6) <= 1
     with pytest.raises(InputError, match="too few for a sync score"):
         expert.score(track.ibug68[:30], windows[:30], 25.0)
+
+
+def _random_face_model(seed: int = 0):
+    from stableface.face.face_model import FaceModel
+
+    model = FaceModel.from_assets()
+    rng = np.random.default_rng(seed)
+    mouth = np.linalg.qr(rng.normal(size=(3 * len(model.mouth_vertices), model.n_mouth)))[0].T
+    upper = np.linalg.qr(rng.normal(size=(3 * len(model.upper_vertices), model.n_upper)))[0].T
+    model.mouth_basis, model.upper_basis = mouth.astype(np.float32), upper.astype(np.float32)
+    return model
+
+
+def test_sync_loss_sees_the_lips_the_metric_sees_and_trains_only_the_mouth():
+    from stableface.face.ibug import mediapipe_to_ibug68
+    from stableface.losses.sync import ExpressionSyncLoss
+
+    face_model = _random_face_model()
+    expert = LipSyncNet(LipSyncConfig())
+    loss = ExpressionSyncLoss(face_model, expert, max_shift=3)
+    mouth = torch.randn(2, 20, face_model.n_mouth) * 0.02
+    expression = np.concatenate([mouth[0].numpy(), np.zeros((20, face_model.n_upper), np.float32)], axis=1)
+    # The same lips through the face model's own decoder and the tracked-landmark features.
+    ibug = mediapipe_to_ibug68(face_model.decode(face_model.canonical, expression))  # (20, 68, 2)
+    assert np.allclose(loss.lip_features(mouth)[0].numpy(), lip_features(ibug), atol=1e-4)
+
+    mouth.requires_grad_(True)
+    value = loss(mouth, torch.randn(2, 20, 16, 80))
+    value.backward()
+    assert value.ndim == 0 and mouth.grad.abs().sum() > 0
+    assert all(p.grad is None for p in expert.parameters())  # the expert stays as it is
+    with pytest.raises(ValueError, match="spans per sequence"):
+        loss(mouth[:, :8], torch.randn(2, 8, 16, 80))

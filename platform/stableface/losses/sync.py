@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from stableface.face.face_model import FaceModel
 from stableface.face.ibug import LIPS, MEDIAPIPE_TO_IBUG68, MOUTH_CORNERS
-from stableface.metrics.lipsync import FEATURE_SCALE
+from stableface.metrics.lipsync import FEATURE_SCALE, LEFT_EYE, RIGHT_EYE
 from stableface.metrics.msi import MOUTH_WIDTH_FRACTION
 from stableface.models.lipsync import LipSyncNet
 
@@ -37,11 +37,15 @@ class ExpressionSyncLoss(nn.Module):
         rows = np.array([where[int(v)] for v in lip_vertices])  # (20,) index among the mouth vertices
         basis = face_model.mouth_basis.reshape(face_model.n_mouth, -1, 3)[:, rows, :2]  # (n_mouth, 20, 2)
         canonical = face_model.canonical[lip_vertices, :2]  # (20, 2)
-        left, right = (c - LIPS.start for c in MOUTH_CORNERS)
-        crop_side = float(np.linalg.norm(canonical[right] - canonical[left])) / MOUTH_WIDTH_FRACTION
+        # Level the canonical eye line, as lip_features does per tracked frame (a fixed ~0.3 degrees).
+        eyes = face_model.canonical[MEDIAPIPE_TO_IBUG68, :2]  # (68, 2)
+        eye_line = eyes[RIGHT_EYE].mean(axis=0) - eyes[LEFT_EYE].mean(axis=0)
+        angle = -np.arctan2(eye_line[1], eye_line[0])
+        level = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])  # (2, 2)
+        canonical, basis = canonical @ level.T, basis @ level.T
+        self.corners = tuple(c - LIPS.start for c in MOUTH_CORNERS)  # among the 20 lip points
         self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32)))
         self.register_buffer("canonical", torch.from_numpy(canonical.astype(np.float32)))
-        self.scale = FEATURE_SCALE / crop_side
         self.max_shift = max_shift
         self.expert = expert.eval()
         for parameter in self.expert.parameters():
@@ -50,8 +54,15 @@ class ExpressionSyncLoss(nn.Module):
     def lip_features(self, mouth: torch.Tensor) -> torch.Tensor:
         """(B, L, n_mouth) -> (B, L, 40), as metrics.lipsync.lip_features does for tracked landmarks."""
         lips = self.canonical + torch.einsum("ble,epc->blpc", mouth, self.basis)  # (B, L, 20, 2)
-        shapes = (lips - lips.mean(dim=2, keepdim=True)) * self.scale  # (B, L, 20, 2)
-        shapes = shapes - shapes.median(dim=1, keepdim=True).values
+        left, right = self.corners
+        width = torch.linalg.vector_norm(lips[:, :, right] - lips[:, :, left], dim=-1)  # (B, L)
+        crop_side = (
+            torch.quantile(width, 0.5, dim=1)[:, None, None, None] / MOUTH_WIDTH_FRACTION
+        )  # (B, 1, 1, 1)
+        shapes = (lips - lips.mean(dim=2, keepdim=True)) / crop_side * FEATURE_SCALE  # (B, L, 20, 2)
+        shapes = shapes - torch.quantile(
+            shapes, 0.5, dim=1, keepdim=True
+        )  # numpy's median (mean of the middle two)
         return shapes.flatten(2)  # (B, L, 40)
 
     def forward(self, mouth: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
