@@ -111,22 +111,22 @@ class SyncScore:
 def distance_curve(
     visual: torch.Tensor, audio: torch.Tensor, scored: np.ndarray, max_offset: int
 ) -> tuple[np.ndarray, int]:
-    """Mean lips-to-audio distance at offsets -K..K over the ``scored`` embedding positions.
+    """Mean lips-to-audio distance at offsets -K..K over the ``scored`` lip spans.
 
-    ``visual`` and ``audio`` are (N, D) embeddings at the same N span positions; ``scored`` (N,) bool
-    marks the visual spans to use. Positions whose audio at some offset would fall outside 0..N-1
-    are dropped so every offset averages the same frames. Returns ((2K + 1,), frames used).
+    ``visual`` (N, D) embeds N lip spans; ``audio`` (N + 2K, D) the audio spans from K before the
+    first to K after the last (audio span ``t + K`` is the one under lip span ``t``); ``scored`` (N,)
+    bool marks the lip spans to use, the same for every offset. Returns ((2K + 1,), spans used).
     """
-    n_positions = visual.shape[0]
-    usable = scored.copy()
-    usable[:max_offset] = False
-    usable[max(n_positions - max_offset, 0) :] = False
-    index = np.flatnonzero(usable)  # (F,)
+    if audio.shape[0] != visual.shape[0] + 2 * max_offset:
+        raise ValueError(
+            f"audio embeddings: expected {visual.shape[0] + 2 * max_offset}, got {audio.shape[0]}"
+        )
+    index = np.flatnonzero(scored)  # (F,)
     if index.size == 0:
         return np.full(2 * max_offset + 1, np.nan), 0
     offsets = np.arange(-max_offset, max_offset + 1)  # (2K + 1,)
     lips = visual[torch.from_numpy(index)]  # (F, D)
-    sound = audio[torch.from_numpy(index[:, None] + offsets[None, :])]  # (F, 2K + 1, D)
+    sound = audio[torch.from_numpy(index[:, None] + max_offset + offsets[None, :])]  # (F, 2K + 1, D)
     distances = torch.linalg.vector_norm(sound - lips[:, None, :], dim=-1)  # (F, 2K + 1)
     return distances.mean(dim=0).double().numpy(), int(index.size)
 
@@ -165,11 +165,9 @@ class SyncExpert:
 
     @torch.no_grad()
     def embed(self, lips: np.ndarray, windows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(T, 40) lip features and (T, W, M) audio windows -> two (T - window + 1, D) embeddings."""
-        visual, audio = self.model(
-            torch.from_numpy(np.ascontiguousarray(lips, np.float32))[None],
-            torch.from_numpy(np.ascontiguousarray(windows, np.float32))[None],
-        )
+        """(T, 40) lip features and (T', W, M) audio windows -> (T - window + 1, D), (T' - window + 1, D)."""
+        visual = self.model.visual(torch.from_numpy(np.ascontiguousarray(lips, np.float32))[None])
+        audio = self.model.audio(torch.from_numpy(np.ascontiguousarray(windows, np.float32))[None])
         return visual[0], audio[0]
 
     def score(
@@ -185,23 +183,25 @@ class SyncExpert:
     def score_features(
         self, lips: np.ndarray, windows: np.ndarray, fps: float, in_segment: np.ndarray | None = None
     ) -> SyncScore:
-        span = self.model.config.window
+        span, shift = self.model.config.window, self.max_offset
         n_frames = min(len(lips), len(windows))
-        if n_frames < span + 2 * self.max_offset + MIN_SCORED_FRAMES:
+        if n_frames < span + MIN_SCORED_FRAMES - 1:
             raise InputError(
                 "video",
-                f"{n_frames} frames are too few for a sync score (need "
-                f"{span + 2 * self.max_offset + MIN_SCORED_FRAMES} for offsets of +-{self.max_offset})",
+                f"{n_frames} frames are too few for a sync score (need {span + MIN_SCORED_FRAMES - 1})",
             )
         inside = np.ones(n_frames, bool) if in_segment is None else np.asarray(in_segment[:n_frames], bool)
-        visual, audio = self.embed(lips[:n_frames], windows[:n_frames])  # (N, D) each, N = T - span + 1
+        # Before the first and after the last frame there is no sound: silence, as a delayed track
+        # has it, so every lip span is compared at every offset.
+        silence = np.full((shift, *windows.shape[1:]), self.audio_config.silence_value, np.float32)
+        padded = np.concatenate([silence, windows[:n_frames], silence])  # (T + 2K, W, M)
+        visual, audio = self.embed(lips[:n_frames], padded)  # (N, D), (N + 2K, D); N = T - span + 1
         # A span is scored when every one of its frames lies inside a face segment.
         spans_inside = np.lib.stride_tricks.sliding_window_view(inside, span).all(axis=1)  # (N,)
-        curve, used = distance_curve(visual, audio, spans_inside, self.max_offset)
+        curve, used = distance_curve(visual, audio, spans_inside, shift)
         if used < MIN_SCORED_FRAMES:
             raise InputError(
-                "video",
-                f"only {used} face frames have audio at every offset (a sync score needs {MIN_SCORED_FRAMES})",
+                "video", f"only {used} face frames can be scored (a sync score needs {MIN_SCORED_FRAMES})"
             )
         return score_from_curve(curve, used, fps)
 

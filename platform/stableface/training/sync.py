@@ -112,10 +112,40 @@ class SyncSequences(Dataset):
             start + shift : start + shift + self.schedule.centre + self.window - 1
         ]  # (C+w-1, 40)
         rng = np.random.default_rng((self.schedule.seed, self.epoch, item))
-        lips = lips * rng.uniform(self.schedule.amplitude_min, self.schedule.amplitude_max)
-        lips = lips + rng.normal(0.0, self.schedule.landmark_noise, lips.shape)
         audio = clip.audio[start : start + self.length].astype(np.float32)  # (C + 2K + w - 1, W, M)
-        return {"lips": torch.from_numpy(lips.astype(np.float32)), "audio": torch.from_numpy(audio)}
+        return {
+            "lips": torch.from_numpy(augment_lips(lips, rng, self.schedule)),
+            "audio": torch.from_numpy(augment_audio(audio, rng, self.schedule)),
+        }
+
+
+# iBUG-68 lips 48-67 mirrored left-right, as indices among the 20 lip points.
+MIRRORED_LIPS = np.array([6, 5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 16, 15, 14, 13, 12, 19, 18, 17])
+
+
+def augment_lips(lips: np.ndarray, rng: np.random.Generator, schedule: SyncScheduleConfig) -> np.ndarray:
+    """(L, 40) lip features -> the same lips mirrored, stretched, tilted, scaled in motion, noisier."""
+    shapes = lips.reshape(len(lips), -1, 2).astype(np.float64)  # (L, 20, 2)
+    if rng.random() < schedule.mirror_probability:
+        shapes = shapes[:, MIRRORED_LIPS] * np.array([-1.0, 1.0])
+    angle = np.deg2rad(rng.uniform(-schedule.tilt_degrees, schedule.tilt_degrees))
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    stretch = 1.0 + rng.uniform(-schedule.stretch, schedule.stretch, size=2)  # (2,) x, y
+    shapes = (shapes * stretch) @ rotation.T
+    shapes *= rng.uniform(schedule.amplitude_min, schedule.amplitude_max)
+    shapes += rng.normal(0.0, schedule.landmark_noise, shapes.shape)
+    return shapes.reshape(len(lips), -1).astype(np.float32)
+
+
+def augment_audio(audio: np.ndarray, rng: np.random.Generator, schedule: SyncScheduleConfig) -> np.ndarray:
+    """(L, W, M) normalised log-mel windows -> louder or quieter, a band masked, noisier."""
+    audio = audio + rng.uniform(-schedule.gain, schedule.gain)
+    width = int(rng.integers(0, schedule.mel_mask_bands + 1))
+    if width:
+        first = int(rng.integers(0, audio.shape[-1] - width + 1))
+        audio[..., first : first + width] = audio.mean()
+    audio += rng.normal(0.0, schedule.mel_noise, audio.shape).astype(np.float32)
+    return audio.astype(np.float32)
 
 
 def contrastive_loss(
