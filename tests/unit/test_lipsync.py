@@ -225,3 +225,25 @@ def test_sync_loss_sees_the_lips_the_metric_sees_and_trains_only_the_mouth():
     assert all(p.grad is None for p in expert.parameters())  # the expert stays as it is
     with pytest.raises(ValueError, match="spans per sequence"):
         loss(mouth[:, :8], torch.randn(2, 8, 16, 80))
+
+
+def test_stage1_trains_with_the_sync_loss_switched_on():
+    from stableface.losses.sync import ExpressionSyncLoss
+    from stableface.models.config import ModelConfig
+    from stableface.models.networks import build_audio2expression
+    from stableface.training.config import Stage1Config
+    from stableface.training.loop import WorkerContext
+    from stableface.training.stage1 import Stage1Trainer
+
+    torch.manual_seed(0)
+    model = build_audio2expression(ModelConfig())
+    loss = ExpressionSyncLoss(_random_face_model(), LipSyncNet(LipSyncConfig()), max_shift=3)
+    trainer = Stage1Trainer(model, Stage1Config(sync_weight=0.5), WorkerContext(), sync_loss=loss)
+    batch = {"audio": torch.randn(2, 20, 16, 80), "mouth": torch.randn(2, 20, 32) * 0.01}
+    before = [p.detach().clone() for p in model.parameters()]
+    metrics = trainer.train_step(batch)
+    assert metrics["loss/sync"] > 0
+    assert metrics["loss/total"] == pytest.approx(
+        metrics["loss/l1"] + metrics["loss/velocity"] + 0.5 * metrics["loss/sync"], rel=1e-5
+    )
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
