@@ -38,6 +38,7 @@ JOB_RUNNERS: dict[str, str] = {
     "train": "stableface.ray_jobs.train",
     "dub": "stableface.ray_jobs.dub",
     "demo": "stableface.demo",
+    "train-sync": "stableface.training.train_sync",
     # The Serve application lives in the repository's serve/ package, not in the installed library.
     "serve": "serve.local",
 }

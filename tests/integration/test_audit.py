@@ -193,3 +193,51 @@ def test_full_data_audit(ray_local, shared_data, tmp_path):
     assert (grid["status"] == "ok").all()
     assert 0.3 <= grid["msi_lip"].median() <= 0.8 and 0.5 <= grid["msi_jaw"].median() <= 1.5
     assert (out / "report.html").stat().st_size > 10_000
+
+
+def _remux_with_delay(source, path, delay_frames: int, fps: float = 25.0):
+    """``source``'s frames and audio re-encoded to mp4, the sound moved ``delay_frames`` later
+    (negative: earlier), as a drifting catalog video would have it."""
+    from stableface.io.audio import read_audio
+
+    samples = read_audio(source)  # (S,) 16 kHz
+    shift = round(abs(delay_frames) / fps * 16_000)
+    if delay_frames >= 0:
+        moved = np.concatenate([np.zeros(shift, np.float32), samples])[: len(samples)]
+    else:
+        moved = np.concatenate([samples[shift:], np.zeros(shift, np.float32)])
+    frames = read_frames(source)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with VideoWriter(path, fps=fps, width=frames.shape[2], height=frames.shape[1], audio=moved) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
+def test_audit_flags_audio_drift_with_its_sign(ray_local, shared_data, tmp_path):
+    """A real GRID clip the lip-sync expert never trained on, re-encoded in sync and with its audio
+    8 frames late and 8 frames early: only the shifted copies are flagged, each with its sign."""
+    from stableface.metrics.lipsync import default_weights
+    from stableface.models.lipsync import load_lipsync
+
+    _, extra = load_lipsync(str(default_weights()))
+    clip = next(c for c in extra["held_out"]["held_out_clips"] if c.startswith("s1/")).split("/")[1]
+    source = shared_data / "grid" / "s1" / f"{clip}.mpg"
+    catalog = tmp_path / "catalog" / "s1"
+    _remux_with_delay(source, catalog / "in_sync.mp4", 0)
+    _remux_with_delay(source, catalog / "late.mp4", 8)
+    _remux_with_delay(source, catalog / "early.mp4", -8)
+    out = tmp_path / "out"
+    summary = run(audit_config(catalog.parent, out))
+    table = pd.read_parquet(out / "audit.parquet").set_index("video_id")
+    assert (table["lipsync_status"] == "ok").all()
+    assert abs(table.loc["in_sync", "lipsync_offset_frames"]) <= 1 and table.loc["in_sync", "flags"] == ""
+    assert abs(table.loc["late", "lipsync_offset_frames"] - 8) <= 1
+    assert abs(table.loc["early", "lipsync_offset_frames"] + 8) <= 1
+    late, early = table.loc["late", "flags"], table.loc["early", "flags"]
+    assert re.fullmatch(r"audio out of sync by \+[789] frames \(\+\d+ ms, sound late\)", late)
+    assert re.fullmatch(r"audio out of sync by -[789] frames \(-\d+ ms, sound early\)", early)
+    assert summary["out_of_sync"] == 2 and summary["flagged"] == 2
+    report = (out / "report.html").read_text()
+    assert "Flagged videos (2)" in report and late in report and early in report
+    assert "sync confidence" in report and "audio offset" in report

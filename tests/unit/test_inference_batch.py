@@ -10,7 +10,14 @@ import pytest
 
 from stableface.errors import InputError
 from stableface.inference import DubConfig
-from stableface.inference.batch import ModelCache, SourceCache, dub_entry, read_dub_catalog, record_uri
+from stableface.inference.batch import (
+    ModelCache,
+    OutputScore,
+    SourceCache,
+    dub_entry,
+    read_dub_catalog,
+    record_uri,
+)
 from stableface.io.audio import read_audio, write_audio
 from stableface.io.storage import Storage
 
@@ -105,7 +112,7 @@ def test_an_entry_is_dubbed_once_recorded_and_found_finished_afterwards(
         storage,
         models,
         sources,
-        scorer=lambda path, name: (0.5, 0.7, "ok"),
+        scorer=lambda path, name: OutputScore(0.5, 0.7, "ok"),
     )
     assert row["status"] == "ok" and not row["resumed"] and row["output_frames"] == 50
     assert (row["msi_lip"], row["msi_jaw"]) == (0.5, 0.7)
@@ -137,7 +144,7 @@ def test_rows_tell_truncated_short_and_scored_outputs_apart(
     untrained_speaker_model, grid_clips, speech, tmp_path
 ):
     from stableface.face.landmarks import make_backend
-    from stableface.inference.batch import msi_scorer
+    from stableface.inference.batch import output_scorer
     from stableface.metrics.config import MetricsConfig
 
     storage = Storage()
@@ -155,7 +162,7 @@ def test_rows_tell_truncated_short_and_scored_outputs_apart(
     output_uri = str(tmp_path / "job")
     entries = read_dub_catalog(str(catalog), str(tmp_path / "models"), output_uri, storage)
     backend = make_backend("mediapipe")
-    scorer = msi_scorer(MetricsConfig(min_frames=100, slice_image=False), backend)  # 50 frames: no score
+    scorer = output_scorer(MetricsConfig(min_frames=100, slice_image=False), backend)  # 50 frames: no score
     try:
         rows = {e["job_id"]: dub_entry(e, DubConfig(), output_uri, storage, ModelCache(storage), scorer=scorer)
                 for e in entries}  # fmt: skip

@@ -11,8 +11,9 @@ from stableface.inference.config import DubConfig
 from stableface.io.storage import StorageConfig
 from stableface.losses.config import LossConfig
 from stableface.metrics.config import MetricsConfig
-from stableface.models.config import AblationConfig, ModelConfig
+from stableface.models.config import AblationConfig, LipSyncConfig, ModelConfig
 from stableface.training.config import TrainConfig
+from stableface.training.sync_config import SyncHoldout, SyncScheduleConfig
 
 
 @dataclass
@@ -227,6 +228,25 @@ class DubJobConfig:
 
 
 @dataclass
+class SyncTrainJobConfig:
+    """``stableface train-sync``: a preprocessed dataset -> the lip-sync expert and its held-out figures.
+
+    Writes ``<output_uri>/lipsync.pt`` and ``lipsync_eval.json``; with
+    ``output_uri=platform/stableface/models/weights`` it regenerates the weights shipped in the package.
+    """
+
+    dataset_uri: str = "???"  # a dataset written by `stableface preprocess` (landmarks + log-mel)
+    output_uri: str = "outputs/lipsync"
+    speakers: list[str] = field(default_factory=list)  # empty = every finished speaker of the dataset
+    model: LipSyncConfig = field(default_factory=LipSyncConfig)
+    schedule: SyncScheduleConfig = field(default_factory=SyncScheduleConfig)
+    holdout: SyncHoldout = field(default_factory=SyncHoldout)
+    max_offset: int = 15  # offsets searched either way in the held-out evaluation (frames)
+    torch_threads: int | None = None  # None = torch's default
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+
+@dataclass
 class DemoConfig:
     """``stableface demo`` / ``make demo``."""
 
@@ -248,4 +268,5 @@ JOB_CONFIGS: dict[str, type] = {
     "serve": ServeConfig,
     "dub": DubJobConfig,
     "demo": DemoConfig,
+    "train-sync": SyncTrainJobConfig,
 }

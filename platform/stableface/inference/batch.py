@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections import Counter, OrderedDict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from stableface.data.catalog import read_table, resolve, table_base_dir, validate_id
@@ -45,6 +46,7 @@ RESULT_COLUMNS = (
     "audio_uri", "output_uri", "video_duration_s", "audio_duration_s", "output_duration_s",
     "output_frames", "fps", "width", "height", "pingpong", "frames_dubbed", "frames_passed_through",
     "segments", "warning", "msi_lip", "msi_jaw", "msi_status",
+    "lipsync_confidence", "lipsync_offset_frames", "lipsync_offset_ms", "lipsync_status",
     "seconds", "realtime_factor", "stage_seconds", "node_id", "worker_pid",
 )  # fmt: skip
 
@@ -206,8 +208,8 @@ def dub_entry(
 ) -> dict[str, Any]:
     """Dub one catalog entry into its output (published atomically) and return its manifest row.
 
-    ``scorer(path, name) -> (msi_lip, msi_jaw, status)`` scores the finished video at the local
-    ``path``, naming it ``name`` (the output URI) in its status; None skips scoring.
+    ``scorer(path, name) -> OutputScore`` scores the finished video at the local ``path``, naming
+    it ``name`` (the output URI) in its statuses; None skips scoring.
     """
     started = time.monotonic()
     row = {**_base_row(entry, node_id), "resumed": False}
@@ -236,16 +238,14 @@ def dub_entry(
                 model, video_path, audio_path, output_path, config, track,
                 video_uri=entry["video_uri"], audio_uri=entry["audio_uri"], model_uri=model_uri,
             )  # fmt: skip
-            msi = scorer(output_path, entry["output_uri"]) if scorer else (None, None, "not scored")
+            scores = scorer(output_path, entry["output_uri"]) if scorer else OutputScore()
         seconds = time.monotonic() - started
         row.update(result.to_row())
         row.update(
             status=STATUS_OK,
             reason="",
             speaker=model.speaker,
-            msi_lip=msi[0],
-            msi_jaw=msi[1],
-            msi_status=msi[2],
+            **scores.to_row(),
             seconds=round(seconds, 2),
             realtime_factor=round(seconds / max(result.output_duration_s, 1e-9), 3),
             stage_seconds=result.stage_seconds,
@@ -273,15 +273,45 @@ def dub_entry(
     return row
 
 
-def msi_scorer(metrics_config, backend):
-    """A ``scorer`` for :func:`dub_entry`: the output's lip and jaw MSI (:func:`stableface.metrics.score_video`)."""
-    from stableface.metrics.video import STATUS_OK as SCORED
-    from stableface.metrics.video import score_video
+@dataclass
+class OutputScore:
+    """What a dub's manifest row says about the finished output's mouth."""
 
-    def score(path, name: str) -> tuple[float | None, float | None, str]:
-        result = score_video(path, metrics_config, backend=backend, name=name)
+    msi_lip: float | None = None
+    msi_jaw: float | None = None
+    msi_status: str = "not scored"
+    # The lip-sync expert on the output's re-tracked lips against its own (new) audio track:
+    # measured on the rendered frames, so a renderer that ignores the mesh shows up here.
+    lipsync_confidence: float | None = None
+    lipsync_offset_frames: int | None = None  # > 0: the sound comes late
+    lipsync_offset_ms: float | None = None
+    lipsync_status: str = "not scored"
+
+    def to_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def output_scorer(metrics_config, backend):
+    """A ``scorer`` for :func:`dub_entry`: the output's lip and jaw MSI and its lip-sync confidence
+    (:func:`stableface.metrics.video.score_video` on the output file: frames re-tracked)."""
+    from stableface.metrics.video import STATUS_OK as SCORED
+    from stableface.metrics.video import load_sync_expert, score_video
+
+    sync, sync_error = load_sync_expert(metrics_config)
+
+    def score(path, name: str) -> OutputScore:
+        result = score_video(path, metrics_config, backend=backend, name=name, sync=sync)
         if result.status != SCORED:
-            return None, None, f"{result.status}: {result.reason}"
-        return result.msi_lip, result.msi_jaw, SCORED
+            status = f"{result.status}: {result.reason}"
+            return OutputScore(msi_status=status, lipsync_status=status)
+        return OutputScore(
+            msi_lip=result.msi_lip,
+            msi_jaw=result.msi_jaw,
+            msi_status=SCORED,
+            lipsync_confidence=result.lipsync_confidence,
+            lipsync_offset_frames=result.lipsync_offset_frames,
+            lipsync_offset_ms=result.lipsync_offset_ms,
+            lipsync_status=sync_error or result.lipsync_status,
+        )
 
     return score

@@ -37,6 +37,17 @@ class MetricsConfig:
     slice_height: int = 128  # crop pixels of the slice image rows
     cpbd: bool = False
     cpbd_every: int = 25  # frames between CPBD samples
+    # The project's lip-sync expert (stableface.metrics.lipsync, weights shipped in the package):
+    # every scored video's sync confidence and audio offset against its own audio track.
+    lipsync: bool = True
+    lipsync_weights: str | None = None  # a lip-sync checkpoint URI; None = the shipped weights
+    lipsync_max_offset: int = 15  # audio offsets searched either way, in frames
+    # Videos whose audio is off by more than this many frames are flagged "audio out of sync"
+    # (2 frames = 80 ms at 25 fps; people notice sound 45 ms early or 125 ms late, ITU-R BT.1359),
+    # provided the expert is confident enough that the offset means something: a flat distance
+    # curve (no speech, a still mouth, another clip's speech) has no trustworthy minimum.
+    flag_offset_frames: int = 2
+    flag_offset_min_confidence: float = 0.1
     # Sync-C and LipNet WER run only where their weights are present (see metrics.syncnet/lipnet).
     extras: list[str] = field(default_factory=list)  # subset of ["sync", "wer"]
     weights_dir: str | None = None  # None = $STABLEFACE_WEIGHTS_DIR

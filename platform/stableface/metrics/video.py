@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from stableface.io.video import iter_frames, probe_video
 from stableface.metrics.config import MetricsConfig
 from stableface.metrics.msi import CROP_REFERENCE_FRAMES, MIN_FRAMES, CropBox, crop_box, motion_stability
 from stableface.metrics.slice import sample_column, slice_roughness
+
+if TYPE_CHECKING:  # the expert imports torch; scoring without it must not
+    from stableface.metrics.lipsync import SyncExpert
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,10 @@ class VideoScore:
     msi_per_landmark: list[float] | None = None
     slice_roughness: float | None = None
     cpbd: float | None = None
+    lipsync_confidence: float | None = None  # the lip-sync expert's LSE-C style confidence
+    lipsync_offset_frames: int | None = None  # > 0: the sound comes late (stableface.metrics.lipsync)
+    lipsync_offset_ms: float | None = None
+    lipsync_status: str = "not scored"  # "ok" or why there is no sync score
     extras: dict[str, Any] = field(default_factory=dict)
     slice_image: np.ndarray | None = None  # (slice_height, T, 3) uint8, kept out of tables
     ibug68: np.ndarray | None = None  # (T, 68, 2) bridged landmarks, kept out of tables
@@ -83,6 +90,10 @@ class VideoScore:
             "msi_per_landmark": self.msi_per_landmark,
             "slice_roughness": self.slice_roughness,
             "cpbd": self.cpbd,
+            "lipsync_confidence": self.lipsync_confidence,
+            "lipsync_offset_frames": self.lipsync_offset_frames,
+            "lipsync_offset_ms": self.lipsync_offset_ms,
+            "lipsync_status": self.lipsync_status,
         }
         row.update(self.extras)
         return row
@@ -139,10 +150,13 @@ def score_video(
     backend: LandmarkBackend | None = None,
     keep_landmarks: bool = False,
     name: str | None = None,
+    sync: SyncExpert | None = None,
 ) -> VideoScore:
     """Score a local video file. Input problems become ``failed``/``no_score`` results, not exceptions.
 
     ``name`` (default: the path) is what reasons call the video, e.g. the URI a temporary copy came from.
+    ``sync``: the lip-sync expert, which scores the file's own audio track against the tracked lips
+    (a video without usable audio gets ``lipsync_status`` saying why, its MSI stays).
     """
     config = config or MetricsConfig()
     source = name or str(path)
@@ -231,15 +245,92 @@ def score_video(
     score.msi_jaw = float(np.average([r.jaw for r in results], weights=lengths))
     per_landmark = np.average(np.stack([r.per_landmark for r in results]), axis=0, weights=lengths)  # (68,)
     score.msi_per_landmark = [float(v) for v in per_landmark]
+    bridged = bridge_gaps(filled, present).astype(np.float32)  # (T, 68, 2)
     if keep_landmarks:
-        score.ibug68 = bridge_gaps(filled, present).astype(np.float32)  # (T, 68, 2)
+        score.ibug68 = bridged
+    if sync is not None:
+        _score_sync(score, sync, path, bridged, segments.inside(), source)
     return score
 
 
-def is_flagged(score: VideoScore | dict[str, Any], config: MetricsConfig) -> bool:
-    """True when a scored video's lip or jaw MSI falls below the configured thresholds."""
-    row = score.to_row() if isinstance(score, VideoScore) else score
+def load_sync_expert(config: MetricsConfig) -> tuple[SyncExpert | None, str]:
+    """The lip-sync expert ``config`` asks for and ``""``, or ``(None, why not)`` (never raises)."""
+    if not config.lipsync:
+        return None, ""
+    from stableface.metrics.lipsync import SyncExpert
+
+    try:
+        return SyncExpert.load(config.lipsync_weights, config.lipsync_max_offset), ""
+    except InputError as error:
+        logger.warning("lip-sync expert unavailable: %s", error)
+        return None, f"unavailable: {error}"
+
+
+def _score_sync(
+    score: VideoScore, sync: SyncExpert, path: str | Path, ibug68: np.ndarray, inside: np.ndarray, source: str
+) -> None:
+    try:
+        with errors_naming(source, path):
+            result = sync.score_file(path, ibug68, score.fps or 25.0, inside)
+    except InputError as error:
+        score.lipsync_status = str(error)
+        return
+    score.lipsync_confidence = round(result.confidence, 4)
+    score.lipsync_offset_frames = result.offset_frames
+    score.lipsync_offset_ms = round(result.offset_ms, 1)
+    score.lipsync_status = STATUS_OK
+
+
+def drift_message(offset_frames: int, fps: float) -> str:
+    """The report's words for an audio offset: 'audio out of sync by +8 frames (+320 ms, sound late)'."""
+    milliseconds = 1000.0 * offset_frames / fps
+    direction = "sound late" if offset_frames > 0 else "sound early"
+    return f"audio out of sync by {offset_frames:+d} frames ({milliseconds:+.0f} ms, {direction})"
+
+
+def flag_reasons(
+    row: dict[str, Any],
+    lip_below: float,
+    jaw_below: float,
+    offset_frames: int | None = None,
+    offset_min_confidence: float = 0.0,
+) -> list[str]:
+    """Why a scored audit row is flagged: low lip or jaw MSI, audio out of sync (empty: not flagged).
+
+    ``offset_frames`` None turns the sync flag off; offsets of scores less confident than
+    ``offset_min_confidence`` are not trusted enough to flag.
+    """
+    if row.get("status") != STATUS_OK:
+        return []
+    reasons = []
     lip, jaw = row.get("msi_lip"), row.get("msi_jaw")
-    if row.get("status") != STATUS_OK or lip is None or jaw is None:
-        return False
-    return bool(lip < config.flag_lip_below or jaw < config.flag_jaw_below)
+    if lip is not None and lip < lip_below:
+        reasons.append(f"lip MSI {lip:.3f} < {lip_below:g}")
+    if jaw is not None and jaw < jaw_below:
+        reasons.append(f"jaw MSI {jaw:.3f} < {jaw_below:g}")
+    offset, confidence = row.get("lipsync_offset_frames"), row.get("lipsync_confidence")
+    if (
+        offset_frames is not None
+        and offset is not None
+        and confidence is not None
+        and abs(int(offset)) > offset_frames
+        and confidence >= offset_min_confidence
+    ):
+        reasons.append(drift_message(int(offset), float(row.get("fps") or 25.0)))
+    return reasons
+
+
+def config_flag_reasons(score: VideoScore | dict[str, Any], config: MetricsConfig) -> list[str]:
+    row = score.to_row() if isinstance(score, VideoScore) else score
+    return flag_reasons(
+        row,
+        config.flag_lip_below,
+        config.flag_jaw_below,
+        config.flag_offset_frames if config.lipsync else None,
+        config.flag_offset_min_confidence,
+    )
+
+
+def is_flagged(score: VideoScore | dict[str, Any], config: MetricsConfig) -> bool:
+    """True when a scored video's lip or jaw MSI falls below the thresholds or its audio drifts."""
+    return bool(config_flag_reasons(score, config))

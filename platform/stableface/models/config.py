@@ -242,3 +242,38 @@ def _require(value: Sequence[Any], name: str, problem: str) -> None:
 def _check_heads(d_model: int, n_heads: int, owner: str) -> None:
     if n_heads < 1 or d_model % n_heads:
         raise InputError(f"{owner}.n_heads", f"d_model {d_model} is not divisible by {n_heads} heads")
+
+
+N_LIP_POINTS = 20  # iBUG-68 points 48-67: outer and inner lip contours
+LIPSYNC_TEMPORAL_KERNEL = 3
+
+
+@dataclass
+class LipSyncConfig:
+    """Sizes of the sync expert; saved inside its checkpoint."""
+
+    window: int = 5  # video frames one embedding covers (SyncNet: 5 frames, 0.2 s at 25 fps)
+    lip_dim: int = 2 * N_LIP_POINTS  # visual input per frame: (x, y) of the 20 lip points
+    hidden: int = 128  # width of both streams
+    embedding_dim: int = 64
+    dropout: float = 0.1
+    mel_window: int = 16  # mel frames of each video frame's input window (the dataset's frames_per_window)
+    # The audio stream reads the central audio.window mel frames of each (80 ms): the temporal
+    # convolutions over `window` frames already see the neighbours' (SyncNet: 0.2 s of audio), and
+    # the whole 160 ms window would cost twice as much for mostly repeated mel frames.
+    audio: AudioEncoderConfig = field(
+        default_factory=lambda: AudioEncoderConfig(window=8, channels=[64, 64, 64], out_dim=128)
+    )
+
+    def __post_init__(self) -> None:
+        if self.window < LIPSYNC_TEMPORAL_KERNEL or (self.window - 1) % (LIPSYNC_TEMPORAL_KERNEL - 1):
+            raise ValueError(f"lip-sync window must be 3, 5, 7, ... frames, got {self.window}")
+        if not 0 < self.audio.window <= self.mel_window or (self.mel_window - self.audio.window) % 2:
+            raise ValueError(
+                f"lip-sync audio.window {self.audio.window} must be a centred part of mel_window {self.mel_window}"
+            )
+
+    @property
+    def temporal_layers(self) -> int:
+        """Valid k3 convolutions that give a receptive field of ``window`` frames."""
+        return (self.window - 1) // (LIPSYNC_TEMPORAL_KERNEL - 1)

@@ -24,7 +24,15 @@ from stableface.data.results import write_results
 from stableface.errors import BackendUnavailable, InputError, StorageUnavailable
 from stableface.io.storage import Storage, join
 from stableface.metrics.departure import Departure, check_factor, pair_departure, row_directions
-from stableface.metrics.video import STATUS_FAILED, STATUS_OK, VideoScore, is_flagged, score_video
+from stableface.metrics.video import (
+    STATUS_FAILED,
+    STATUS_OK,
+    VideoScore,
+    config_flag_reasons,
+    is_flagged,
+    load_sync_expert,
+    score_video,
+)
 from stableface.ray_jobs.runtime import ensure_ray, outages_surface
 from stableface.report.html import COMPARE_PREFIX, ReportData, encode_png, render_report, row_key
 from stableface.utils.progress import Progress
@@ -37,6 +45,7 @@ RESULT_COLUMNS = (
     "side", "speaker", "video_id", "video_uri", "status", "reason", "n_frames", "n_face_frames",
     "n_missing_face", "n_bridged_frames", "n_skipped_frames", "n_segments", "n_scored_segments", "bridging",
     "msi_lip", "msi_jaw", "slice_roughness", "fps", "duration_s",
+    "lipsync_confidence", "lipsync_offset_frames", "lipsync_offset_ms", "lipsync_status", "flags",
     "width", "height", "cpbd", "seconds", "node_id", "slice_uri", "msi_per_landmark",
 )  # fmt: skip
 # Main-catalog rows in a comparison: MSI over the paired reference's, and which way it departs.
@@ -64,6 +73,7 @@ class AuditScorer:
         self.extra_models: dict[str, Any] = {}
         self.extra_errors: dict[str, str] = {}
         self._load_extras()
+        self.sync, self.sync_error = load_sync_expert(cfg.metrics)
 
     def _load_extras(self) -> None:
         loaders = {}
@@ -101,8 +111,11 @@ class AuditScorer:
         try:
             with self.storage.local_copy(uri) as path:
                 score = score_video(
-                    path, self.cfg.metrics, backend=self.backend, keep_landmarks=bool(self.extra_models)
-                )
+                    path, self.cfg.metrics, backend=self.backend, keep_landmarks=bool(self.extra_models),
+                    sync=self.sync,
+                )  # fmt: skip
+                if self.sync_error:
+                    score.lipsync_status = self.sync_error
                 extras = self._extras(path, score, entry)
             row = {**base, **score.to_row(), **extras}
             # Reasons name the input URI, not the temporary download that was scored.
@@ -248,6 +261,8 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
     compare_entries = _catalog(cfg.compare_with, COMPARE_SIDE, storage) if cfg.compare_with else []
     ensure_ray(cfg.ray)
     all_rows = score_catalog(entries + compare_entries, cfg)
+    for row in all_rows:
+        row["flags"] = "; ".join(config_flag_reasons(row, cfg.metrics))
     rows = [r for r in all_rows if r["side"] == MAIN_SIDE]
     compare_rows = [r for r in all_rows if r["side"] == COMPARE_SIDE]
     add_departures(rows, compare_rows, cfg.metrics.departure_factor)
@@ -269,6 +284,8 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
         rows=table_rows(rows),
         flag_lip_below=cfg.metrics.flag_lip_below,
         flag_jaw_below=cfg.metrics.flag_jaw_below,
+        flag_offset_frames=cfg.metrics.flag_offset_frames if cfg.metrics.lipsync else None,
+        flag_offset_min_confidence=cfg.metrics.flag_offset_min_confidence,
         slices=_report_slices(all_rows, cfg),
         compare_rows=table_rows(compare_rows) if cfg.compare_with else None,
         departure_factor=cfg.metrics.departure_factor,
@@ -295,7 +312,10 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
         "too_jittery": sum(Departure.TOO_JITTERY in row_directions(r) for r in rows),
         "median_msi_lip": _median(rows, "msi_lip"),
         "median_msi_jaw": _median(rows, "msi_jaw"),
+        "out_of_sync": sum("out of sync" in r["flags"] for r in rows),
+        "median_lipsync_confidence": _median(rows, "lipsync_confidence"),
         "compare_videos": len(compare_rows),
+        "compare_median_lipsync_confidence": _median(compare_rows, "lipsync_confidence"),
         "frames": frames,
         "seconds": round(elapsed, 2),
         "frames_per_second": round(frames / elapsed, 1) if elapsed > 0 else None,

@@ -43,7 +43,7 @@ from stableface.inference.batch import (
     ModelCache,
     SourceCache,
     dub_entry,
-    msi_scorer,
+    output_scorer,
     read_dub_catalog,
 )
 from stableface.io.storage import Storage, basename, join
@@ -74,7 +74,7 @@ class DubWorker:
             self.storage, join(cfg.output_uri, "sources") if cfg.cache_sources else None
         )
         self.backend = make_backend(cfg.metrics.backend) if cfg.score_outputs else None
-        self.scorer = msi_scorer(cfg.metrics, self.backend) if self.backend else None
+        self.scorer = output_scorer(cfg.metrics, self.backend) if self.backend else None
         self.node = node_id()
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from stableface.metrics.departure import Departure, row_directions
+from stableface.metrics.video import flag_reasons
 
 STATUS_OK = "ok"
 HIST_BINS = 30
@@ -45,6 +46,10 @@ class ReportData:
     rows: list[dict[str, Any]]
     flag_lip_below: float
     flag_jaw_below: float
+    # Audio drift beyond this many frames flags a video (None: sync not flagged), when the
+    # lip-sync confidence is at least flag_offset_min_confidence.
+    flag_offset_frames: int | None = None
+    flag_offset_min_confidence: float = 0.0
     slices: dict[str, bytes] = field(default_factory=dict)  # row key -> PNG bytes
     compare_rows: list[dict[str, Any]] | None = None  # the second catalog's rows
     labels: tuple[str, str] = ("catalog", "comparison")
@@ -136,11 +141,15 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return html.escape(str(value))
 
 
+def _flags(row: Mapping[str, Any], data: ReportData) -> list[str]:
+    return flag_reasons(
+        dict(row), data.flag_lip_below, data.flag_jaw_below, data.flag_offset_frames,
+        data.flag_offset_min_confidence,
+    )  # fmt: skip
+
+
 def _is_flagged(row: Mapping[str, Any], data: ReportData) -> bool:
-    lip, jaw = row.get("msi_lip"), row.get("msi_jaw")
-    if row.get("status") != STATUS_OK or lip is None or jaw is None:
-        return False
-    return bool(lip < data.flag_lip_below or jaw < data.flag_jaw_below)
+    return bool(_flags(row, data))
 
 
 def _img(png: bytes | None, css_class: str = "") -> str:
@@ -161,15 +170,16 @@ def _table(headers: Sequence[str], body: list[str]) -> str:
 def _video_rows(rows: Sequence[Mapping[str, Any]], data: ReportData, with_slices: bool) -> list[str]:
     body = []
     for row in rows:
-        flagged = _is_flagged(row, data)
+        flags = _flags(row, data)
         departed = bool(row_directions(row))
-        css = "flagged" if flagged or departed else ("failed" if row.get("status") != STATUS_OK else "")
+        css = "flagged" if flags or departed else ("failed" if row.get("status") != STATUS_OK else "")
         status = str(row.get("status", ""))
+        offset, offset_ms = row.get("lipsync_offset_frames"), row.get("lipsync_offset_ms")
         cells = [
             _fmt(row.get("speaker")),
             _fmt(row.get("video_id")),
             f'<span class="pill {html.escape(status)}">{html.escape(status)}</span>'
-            + (" flagged" if flagged else "")
+            + (f" flagged: {html.escape('; '.join(flags))}" if flags else "")
             + (f" {_departure_cell(row)}" if departed else ""),
             f'<td class="num">{_fmt(row.get("n_frames"))}',
             f'<td class="num">{_fmt(row.get("n_missing_face"))}',
@@ -177,6 +187,8 @@ def _video_rows(rows: Sequence[Mapping[str, Any]], data: ReportData, with_slices
             f'<td class="num">{_fmt(row.get("msi_lip"))}',
             f'<td class="num">{_fmt(row.get("msi_jaw"))}',
             f'<td class="num">{_fmt(row.get("slice_roughness"), 2)}',
+            f'<td class="num">{_fmt(row.get("lipsync_confidence"))}',
+            f'<td class="num">{_offset_text(offset, offset_ms)}',
         ]
         if with_slices:
             cells.append(_slice_cell(row, data))
@@ -188,7 +200,16 @@ def _video_rows(rows: Sequence[Mapping[str, Any]], data: ReportData, with_slices
 
 VIDEO_HEADERS = (
     "speaker", "video", "status", "frames", "no face", "bridging", "lip MSI", "jaw MSI", "slice roughness",
+    "sync confidence", "audio offset",
 )  # fmt: skip
+
+
+def _offset_text(frames: Any, milliseconds: Any) -> str:
+    """'+8 fr (+320 ms)': positive = the sound comes late."""
+    if frames is None:
+        return "-"
+    ms = f" ({float(milliseconds):+.0f} ms)" if milliseconds is not None else ""
+    return f"{int(frames):+d} fr{ms}"
 
 
 def _summary(rows: Sequence[Mapping[str, Any]], data: ReportData) -> str:
@@ -196,6 +217,13 @@ def _summary(rows: Sequence[Mapping[str, Any]], data: ReportData) -> str:
     counts = {s: sum(1 for r in rows if r.get("status") == s) for s in ("ok", "no_score", "failed")}
     lip, jaw = _finite([r.get("msi_lip") for r in ok]), _finite([r.get("msi_jaw") for r in ok])
     flagged = sum(1 for r in rows if _is_flagged(r, data))
+    drifting = sum(1 for r in rows if any("out of sync" in f for f in _flags(r, data)))
+    confidence = _finite([r.get("lipsync_confidence") for r in ok])
+    sync_rule = (
+        f", or audio off by more than {data.flag_offset_frames} frames"
+        if data.flag_offset_frames is not None
+        else ""
+    )
     frames = sum(int(r.get("n_frames") or 0) for r in rows)
     bridged = sum(int(r.get("n_bridged_frames") or 0) for r in rows)
     skipped = sum(int(r.get("n_skipped_frames") or 0) for r in rows)
@@ -213,13 +241,16 @@ def _summary(rows: Sequence[Mapping[str, Any]], data: ReportData) -> str:
         ("failed", counts["failed"]),
         (
             "flagged",
-            f"{flagged} (lip MSI &lt; {data.flag_lip_below:g} or jaw MSI &lt; {data.flag_jaw_below:g})",
+            f"{flagged} (lip MSI &lt; {data.flag_lip_below:g} or jaw MSI &lt; {data.flag_jaw_below:g}"
+            f"{sync_rule})",
         ),
+        ("audio out of sync", drifting),
         ("frames decoded", frames),
         ("frames without a face, bridged (short gaps inside face segments)", bridged),
         ("frames without a face, skipped (long gaps and ends, not scored)", skipped),
         ("lip MSI", stat(lip)),
         ("jaw MSI", stat(jaw)),
+        ("lip-sync confidence", stat(confidence)),
     ]
     if data.compare_rows is not None and data.departure_factor is not None:
         items.append((f"departures from {html.escape(data.labels[1])}", _departure_counts(rows, data)))
@@ -286,7 +317,7 @@ def _comparison(data: ReportData) -> str:
             "whose lips hardly move scores far above its source, a jittery one far below.</p>"
         )
     figures = []
-    for metric, label in (("msi_lip", "lip MSI"), ("msi_jaw", "jaw MSI")):
+    for metric, label in COMPARED:
         figures.append(
             _img(
                 histogram_png(
@@ -299,12 +330,13 @@ def _comparison(data: ReportData) -> str:
                 )
             )
         )
-        if scored:
+        both = [(a, b) for a, b in scored if a.get(metric) is not None and b.get(metric) is not None]
+        if both:
             figures.append(
                 _img(
                     scatter_png(
-                        [a[metric] for a, _ in scored],
-                        [b[metric] for _, b in scored],
+                        [a[metric] for a, _ in both],
+                        [b[metric] for _, b in both],
                         f"{label} ({first})",
                         f"{label} ({second})",
                         title=f"{label} per video",
@@ -320,7 +352,7 @@ def _comparison(data: ReportData) -> str:
             _fmt(a.get("status")),
             _fmt(b.get("status")),
         ]
-        for metric in ("msi_lip", "msi_jaw"):
+        for metric, _ in COMPARED:
             va, vb = a.get(metric), b.get(metric)
             delta = (vb - va) if va is not None and vb is not None else None
             cells += [
@@ -340,19 +372,24 @@ def _comparison(data: ReportData) -> str:
     headers = [
         "speaker", "video", f"status {first}", f"status {second}",
         f"lip {first}", f"lip {second}", "lip change", f"jaw {first}", f"jaw {second}", "jaw change",
+        f"sync conf. {first}", f"sync conf. {second}", "sync change",
         "lip ratio", "jaw ratio", "departure", f"slice {first}", f"slice {second}",
     ]  # fmt: skip
     parts.append(_table(headers, body))
     return "".join(parts)
 
 
+COMPARED = (("msi_lip", "lip MSI"), ("msi_jaw", "jaw MSI"), ("lipsync_confidence", "sync confidence"))
 COMPARE_PREFIX = "compare:"  # slice keys of the second catalog
 
 
 def _second_slices(data: ReportData) -> ReportData:
     """A view of ``data`` whose slices are the second catalog's (stored under COMPARE_PREFIX keys)."""
     slices = {k[len(COMPARE_PREFIX) :]: v for k, v in data.slices.items() if k.startswith(COMPARE_PREFIX)}
-    return ReportData(data.title, data.rows, data.flag_lip_below, data.flag_jaw_below, slices=slices)
+    return ReportData(
+        data.title, data.rows, data.flag_lip_below, data.flag_jaw_below, data.flag_offset_frames,
+        data.flag_offset_min_confidence, slices=slices,
+    )  # fmt: skip
 
 
 def render_report(data: ReportData) -> str:
@@ -372,7 +409,9 @@ def render_report(data: ReportData) -> str:
         '<p class="note">Motion Stability Index (StableFace): landmarks in a fixed 256 px mouth-centred crop, '
         "MSI = mean over points of 1 / (acceleration variance + 1e-5); higher is steadier. Real GRID videos "
         "score about 0.35-0.8 (lips) and 0.6-1.5 (jaw) with MediaPipe. The vertical slice is the column "
-        "through the mouth centre of every frame, left to right: jitter shows as saw-teeth.</p>",
+        "through the mouth centre of every frame, left to right: jitter shows as saw-teeth. Sync confidence "
+        "and audio offset come from the project's lip-sync expert (LSE-C style: median minus minimum "
+        "lips-to-audio distance over offsets of +-15 frames); a positive offset means the sound comes late.</p>",
         "<h2>Summary</h2>",
         _summary(rows, data),
         "<h2>Distributions</h2>",

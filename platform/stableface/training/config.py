@@ -34,6 +34,10 @@ class Stage1Config:
     # Stop after this much training time (over all attempts, setup excluded): a run on a shared
     # or slow machine still ends in time, with fewer steps. None = no limit.
     max_minutes: float | None = None
+    # Weight of the frozen lip-sync expert's loss on the predicted mouth (stableface.losses.sync,
+    # Wav2Lip's expert idea on the face model's lips); 0 = off (and off in every preset).
+    sync_weight: float = 0.0
+    sync_expert: str | None = None  # the expert's checkpoint URI; None = the weights shipped in the package
 
 
 @dataclass

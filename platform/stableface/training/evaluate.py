@@ -18,10 +18,14 @@ real lip box, generated / real (a blurred mouth scores well below 1). ``mesh_nlm
 ``mesh_open_corr`` and ``mesh_open_amp`` compare the face-model meshes of the predicted and the
 tracked expression: audio2expression's error before any rendering. Together the three modes say
 where motion is lost: in audio2expression (mesh), in the renderer (reconstruction), or both (audio).
+``lipsync_conf`` / ``lipsync_offset`` (also ``real_*``): the shipped lip-sync expert's confidence and
+audio offset (:mod:`stableface.metrics.lipsync`) of the tracked lips of each mode's frames against
+the clip's audio, next to the real clip's own.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -33,11 +37,13 @@ import torch
 from torch import nn
 
 from stableface.data.sequences import PIXEL_SCALE, RenderVideo, to_unit_range
+from stableface.errors import InputError
 from stableface.face.erosion import blank_masked
 from stableface.face.face_model import FaceModel, Pose, apply_pose
 from stableface.face.ibug import mediapipe_to_ibug68
 from stableface.face.landmarks import LandmarkBackend, track_landmarks
 from stableface.face.raster import mouth_masks, render_shapes
+from stableface.metrics.lipsync import SyncExpert
 from stableface.metrics.nlmd import nlmd
 from stableface.metrics.slice import vertical_slice
 from stableface.metrics.ssim import video_ssim
@@ -201,6 +207,31 @@ def sharpness_ratio(generated: np.ndarray, real: np.ndarray, real_lips: np.ndarr
     return mouth_sharpness(generated, box) / real_sharpness
 
 
+@functools.cache
+def shipped_sync_expert() -> SyncExpert | None:
+    """The lip-sync expert shipped in the package, loaded once (None if it cannot be)."""
+    try:
+        return SyncExpert.load()
+    except InputError as error:
+        logger.warning("held-out lip-sync scores skipped: %s", error)
+        return None
+
+
+def sync_metrics(lips: np.ndarray, audio: np.ndarray, fps: float, prefix: str) -> dict[str, float]:
+    """``<prefix>_lipsync_conf`` and ``<prefix>_lipsync_offset`` of a (T, 68, 2) track with (T, W, M) audio."""
+    expert = shipped_sync_expert()
+    if expert is None:
+        return {}
+    try:
+        score = expert.score(lips, np.asarray(audio, np.float32), fps)
+    except InputError:  # too short a clip for the offset search
+        return {f"{prefix}_lipsync_conf": float("nan"), f"{prefix}_lipsync_offset": float("nan")}
+    return {
+        f"{prefix}_lipsync_conf": score.confidence,
+        f"{prefix}_lipsync_offset": float(score.offset_frames),
+    }
+
+
 def frame_metrics(generated: np.ndarray, real: np.ndarray) -> dict[str, float]:
     """L1 (0..1 scale) and SSIM of two (T, S, S, 3) uint8 videos."""
     l1 = float(np.abs(generated.astype(np.float32) - real.astype(np.float32)).mean() / 255.0)
@@ -214,6 +245,7 @@ def evaluate_video(
     identity: np.ndarray,
     window: int,
     backend: LandmarkBackend,
+    fps: float = 25.0,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Metrics of one held-out clip in both modes, and its frames per mode (plus ``real``)."""
     size = video.frames.shape[1]
@@ -236,6 +268,7 @@ def evaluate_video(
             mediapipe_to_ibug68(driven_mesh), mediapipe_to_ibug68(real_mesh)
         ),
     }
+    row.update(sync_metrics(real_lips, video.audio, fps, "real"))
     outputs = {"real": video.frames}
     for mode, expression, mesh in (("audio", driven, driven_mesh), ("reconstruction", source, real_mesh)):
         masks = eval_masks([real_mesh, mesh], face_model, size)
@@ -251,6 +284,8 @@ def evaluate_video(
             sharpness_ratio(generated, video.frames, real_lips) if real_found > 0 else float("nan")
         )
         row[f"{mode}_face_fraction"] = found
+        if found > 0:
+            row.update(sync_metrics(lips, video.audio, fps, mode))
         outputs[mode] = generated
     outputs["mouth_x"] = np.array(real_mesh[:, face_model.mouth_vertices, 0].mean())
     outputs["mouth_y"] = np.array(real_mesh[:, face_model.mouth_vertices, 1].mean())

@@ -27,7 +27,7 @@ from torch import nn
 from stableface.audio.features import AudioFeatureConfig
 from stableface.config.jobs import TrainJobConfig
 from stableface.data.catalog import validate_id
-from stableface.data.layout import DatasetLayout
+from stableface.data.layout import VIDEO_META, DatasetLayout
 from stableface.data.sequences import load_render_video
 from stableface.data.speakers import load_identity
 from stableface.errors import InputError
@@ -35,6 +35,7 @@ from stableface.face.erosion import ErosionConfig
 from stableface.face.landmarks import MediaPipeBackend
 from stableface.io.storage import Storage, join
 from stableface.losses.generator import build_generator_loss
+from stableface.losses.sync import stage1_sync_loss
 from stableface.models.checkpoint import read_checkpoint, save_checkpoint
 from stableface.models.config import ModelConfig, apply_ablation
 from stableface.models.networks import (
@@ -209,9 +210,11 @@ def run_stage1(
         attempt=attempt,
     )
     try:
+        sync_loss = stage1_sync_loss(cfg.schedule.stage1, load_face_model(storage, layout, plan.model_config))
         _, final = train_stage1(
-            model, dataset, cfg.schedule, context, callbacks, state.trainer if state else None
-        )
+            model, dataset, cfg.schedule, context, callbacks, state.trainer if state else None,
+            sync_loss.to(context.device) if sync_loss is not None else None,
+        )  # fmt: skip
     finally:
         callbacks.close()
     return final
@@ -341,7 +344,10 @@ def evaluate_heldout(
                 identity,
                 plan.model_config.renderer.image_size,
             )
-            row, outputs = evaluate_video(networks, video, face_model, identity, window, backend)
+            meta = storage.read_json(layout.video_file(speaker, video_id, VIDEO_META))
+            row, outputs = evaluate_video(
+                networks, video, face_model, identity, window, backend, float(meta.get("fps") or 25.0)
+            )
             rows.append(row)
             storage.write_bytes(join(eval_uri, f"{video_id}-frames.png"), encode_png(strip_image(outputs)))
             storage.write_bytes(join(eval_uri, f"{video_id}-slice.png"), encode_png(slice_image(outputs)))

@@ -45,8 +45,12 @@ class Stage1Trainer(NamedStateTrainer):
 
     stage = "stage1"
 
-    def __init__(self, model: nn.Module, config: Stage1Config, context: WorkerContext, amp: bool = False):
+    def __init__(
+        self, model: nn.Module, config: Stage1Config, context: WorkerContext, amp: bool = False,
+        sync_loss: nn.Module | None = None,
+    ):  # fmt: skip
         self.model = model
+        self.sync_loss = sync_loss  # stableface.losses.sync.ExpressionSyncLoss when sync_weight > 0
         self.config = config
         self.context = context
         self.precision = Precision(context.device, amp).announce("stage 1 training")
@@ -69,6 +73,9 @@ class Stage1Trainer(NamedStateTrainer):
         with self.precision.autocast():
             predicted = self.model(audio)  # (B, L, n_mouth)
         terms = mouth_loss(predicted.float(), mouth, self.config.velocity_weight)
+        if self.sync_loss is not None:
+            terms["sync"] = self.sync_loss(predicted.float(), audio)
+            terms["total"] = terms["total"] + self.config.sync_weight * terms["sync"]
         self.optimizers["audio2expression"].zero_grad(set_to_none=True)
         norm = optimise(
             terms["total"],
@@ -100,13 +107,14 @@ def train_stage1(
     context: WorkerContext | None = None,
     callbacks: Callbacks | None = None,
     state: dict | None = None,
+    sync_loss: nn.Module | None = None,
 ) -> tuple[Stage1Trainer, dict]:
     """Train ``model`` (audio2expression, already on the device, DDP-wrapped or not) on
     :class:`~stableface.data.sequences.ExpressionSequences`; ``state`` resumes a trainer.
 
     Returns the trainer and the final metrics."""
     context = context or WorkerContext()
-    trainer = Stage1Trainer(model, config.stage1, context, amp=config.amp)
+    trainer = Stage1Trainer(model, config.stage1, context, amp=config.amp, sync_loss=sync_loss)
     if state is not None:
         trainer.load_state_dict(state)
     loader = make_loader(dataset, config.stage1.batch_size, context, seed=config.seed)
