@@ -45,6 +45,7 @@ RESULT_COLUMNS = (
     "audio_uri", "output_uri", "video_duration_s", "audio_duration_s", "output_duration_s",
     "output_frames", "fps", "width", "height", "pingpong", "frames_dubbed", "frames_passed_through",
     "segments", "warning", "msi_lip", "msi_jaw", "msi_status",
+    "watermark_payload", "watermark_dub_id", "credentials", "source_sha256", "speech_sha256",
     "seconds", "realtime_factor", "stage_seconds", "node_id", "worker_pid",
 )  # fmt: skip
 
@@ -235,6 +236,7 @@ def dub_entry(
             result = dub_files(
                 model, video_path, audio_path, output_path, config, track,
                 video_uri=entry["video_uri"], audio_uri=entry["audio_uri"], model_uri=model_uri,
+                storage=storage,
             )  # fmt: skip
             msi = scorer(output_path, entry["output_uri"]) if scorer else (None, None, "not scored")
         seconds = time.monotonic() - started

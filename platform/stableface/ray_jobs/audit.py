@@ -24,6 +24,7 @@ from stableface.data.results import write_results
 from stableface.errors import BackendUnavailable, InputError, StorageUnavailable
 from stableface.io.storage import Storage, join
 from stableface.metrics.video import STATUS_FAILED, STATUS_OK, VideoScore, is_flagged, score_video
+from stableface.provenance.verify import PROVENANCE_COLUMNS, inspect_video
 from stableface.ray_jobs.runtime import ensure_ray, outages_surface
 from stableface.report.html import COMPARE_PREFIX, ReportData, encode_png, render_report, row_key
 from stableface.utils.progress import Progress
@@ -38,6 +39,7 @@ RESULT_COLUMNS = (
     "msi_lip", "msi_jaw", "slice_roughness", "fps", "duration_s",
     "width", "height", "cpbd", "seconds", "node_id", "slice_uri", "msi_per_landmark",
 )  # fmt: skip
+RESULT_COLUMNS += (*PROVENANCE_COLUMNS, "provenance_status")
 TRANSIENT_COLUMNS = ("slice_png",)
 SLICE_PX_PER_FRAME = 3  # carried to the driver for the report, never written to tables
 
@@ -101,6 +103,7 @@ class AuditScorer:
                     path, self.cfg.metrics, backend=self.backend, keep_landmarks=bool(self.extra_models)
                 )
                 extras = self._extras(path, score, entry)
+                extras.update(self._provenance(path, uri))
             row = {**base, **score.to_row(), **extras}
             # Reasons name the input URI, not the temporary download that was scored.
             row["reason"] = str(row.get("reason") or "").replace(str(path), uri)
@@ -114,6 +117,15 @@ class AuditScorer:
             row = {**base, "status": STATUS_FAILED, "reason": f"{uri}: {type(error).__name__}: {error}"}
         row["seconds"] = round(time.monotonic() - started, 3)
         return row
+
+    def _provenance(self, path, uri: str) -> dict[str, Any]:
+        """Watermark, credentials and tags of one video; a failure here is its own column, not the row's."""
+        if not self.cfg.check_provenance:
+            return {}
+        try:
+            return {**inspect_video(path, self.cfg.watermark).to_row(), "provenance_status": STATUS_OK}
+        except InputError as error:
+            return {"provenance_status": str(error).replace(str(path), uri)}
 
     def _extras(self, path, score: VideoScore, entry: dict[str, Any]) -> dict[str, Any]:
         extras: dict[str, Any] = {}
@@ -257,6 +269,7 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
             "landmark backend": cfg.metrics.backend,
             "min face fraction": cfg.metrics.min_face_fraction,
         },
+        provenance_checked=cfg.check_provenance,
     )
     report_uri = join(cfg.output_uri, "report.html")
     storage.write_text(report_uri, render_report(report))
@@ -268,6 +281,7 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
         "no_score": sum(r["status"] == "no_score" for r in rows),
         "failed": sum(r["status"] == STATUS_FAILED for r in rows),
         "flagged": sum(is_flagged(r, cfg.metrics) for r in rows),
+        "synthetic": sum(bool(r.get("synthetic")) for r in rows),
         "median_msi_lip": _median(rows, "msi_lip"),
         "median_msi_jaw": _median(rows, "msi_jaw"),
         "compare_videos": len(compare_rows),
