@@ -19,7 +19,7 @@ class WatermarkConfig:
     key: str = "stableface-public-watermark-v1"
     strength: float = 2.3  # RMS of the luma change in grey levels (2.3 -> PSNR about 41 dB)
     # Detection: frames read from the start of a video (more when frames are small, see detect()).
-    max_frames: int = 32
+    max_frames: int = 64
     # Peak of the pattern-energy statistic, in standard deviations over all phases, above which a
     # payload is read at all; the payload's CRC-16 must check too. Unmarked real videos peak at up to
     # about 6, marked ones (attacked) at 10-20 (python -m bench provenance).

@@ -14,7 +14,7 @@ from stableface.provenance.watermark import WatermarkFinding, detect_file
 
 PROVENANCE_COLUMNS = (
     "synthetic", "watermark", "watermark_payload", "watermark_dub_id", "watermark_model_id", "watermark_z",
-    "watermark_scale", "watermark_frames", "credentials", "credentials_ai_generated", "credentials_signer",
+    "watermark_scale", "watermark_frames", "watermark_corrected_bits", "credentials", "credentials_ai_generated", "credentials_signer",
     "credentials_problems", "tagged_synthetic",
 )  # fmt: skip
 
