@@ -3,6 +3,8 @@
 Each job's config is composed by Hydra from the YAML files in ``stableface.conf`` over the typed
 schemas, so every ``key=value`` override is checked against the schema before anything runs.
 ``stableface show <job> [key=value ...]`` prints the composed config instead of running it.
+``stableface verify VIDEO`` prints one video's provenance: its invisible watermark and payload, its
+C2PA content credentials and its mp4 tags.
 
 A user's mistake (an unknown, mistyped or missing setting, an unusable catalog) ends the command
 with one line naming the input and the problem and exit status 2; ``--debug`` or
@@ -62,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     show_job = sub.add_parser("show", parents=[common], help="print a job's composed config")
     show_job.add_argument("job", choices=sorted(JOB_CONFIGS))
     show_job.add_argument("overrides", nargs="*")
+    verify = sub.add_parser(
+        "verify", parents=[common], help="print a video's watermark, content credentials and tags",
+        description="Look for the invisible watermark (and its payload), C2PA content credentials and "
+        "the dubber's mp4 tags in one video (a local path or s3://).",
+    )  # fmt: skip
+    verify.add_argument("video")
+    verify.add_argument("--key", default=None, help="the watermark key the dubs were made with")
+    verify.add_argument("--json", action="store_true", help="print the audit's provenance columns as JSON")
     return parser
 
 
@@ -97,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "show":
         sys.stdout.write(show(args.job, args.overrides))
         return 0
+    if args.command == "verify":
+        return _verify(args)
     cfg = compose(args.command, args.overrides)
     try:
         result = _runner(args.command).run(cfg)
@@ -109,6 +121,23 @@ def _run(args: argparse.Namespace) -> int:
         raise
     if result is not None:
         logger.info("%s finished: %s", args.command, result)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import json
+
+    from stableface.io.storage import Storage
+    from stableface.provenance.config import WatermarkConfig
+    from stableface.provenance.verify import inspect_video
+
+    config = WatermarkConfig() if args.key is None else WatermarkConfig(key=args.key)
+    with Storage().local_copy(args.video) as path:
+        finding = inspect_video(path, config)
+    if args.json:
+        sys.stdout.write(json.dumps({"video": args.video, **finding.to_row()}, indent=2) + "\n")
+    else:
+        sys.stdout.write(f"{args.video}\n{finding.describe()}\n")
     return 0
 
 

@@ -12,6 +12,7 @@ from stableface.io.storage import StorageConfig
 from stableface.losses.config import LossConfig
 from stableface.metrics.config import MetricsConfig
 from stableface.models.config import AblationConfig, LipSyncConfig, ModelConfig
+from stableface.provenance.config import WatermarkConfig
 from stableface.training.config import TrainConfig
 from stableface.training.sync_config import SyncHoldout, SyncScheduleConfig
 
@@ -71,6 +72,10 @@ class AuditJobConfig:
     cpus_per_actor: float = 1.0
     save_slices: bool = True  # write each vertical-slice PNG under <output_uri>/slices/
     report_max_slices: int = 500  # slice images embedded in the report (flagged ones first)
+    # Per video: the invisible watermark (with the dubs' key), C2PA credentials and mp4 tags; the
+    # report lists the synthetic videos found.
+    check_provenance: bool = True
+    watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
 
 
 @dataclass

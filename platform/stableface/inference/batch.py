@@ -47,6 +47,7 @@ RESULT_COLUMNS = (
     "output_frames", "fps", "width", "height", "pingpong", "frames_dubbed", "frames_passed_through",
     "segments", "warning", "msi_lip", "msi_jaw", "msi_status",
     "lipsync_confidence", "lipsync_offset_frames", "lipsync_offset_ms", "lipsync_status",
+    "watermark_payload", "watermark_dub_id", "credentials", "source_sha256", "speech_sha256",
     "seconds", "realtime_factor", "stage_seconds", "node_id", "worker_pid",
 )  # fmt: skip
 
@@ -237,6 +238,7 @@ def dub_entry(
             result = dub_files(
                 model, video_path, audio_path, output_path, config, track,
                 video_uri=entry["video_uri"], audio_uri=entry["audio_uri"], model_uri=model_uri,
+                storage=storage,
             )  # fmt: skip
             scores = scorer(output_path, entry["output_uri"]) if scorer else OutputScore()
         seconds = time.monotonic() - started

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from stableface.errors import InputError
 from stableface.face.segments import DEFAULT_MAX_GAP_FRAMES
+from stableface.provenance.config import CredentialsConfig, WatermarkConfig
 
 CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
 
@@ -112,7 +113,9 @@ class CompositeConfig:
 
 @dataclass
 class ProvenanceConfig:
-    """The paper's ethics section: every dubbed video says it is synthetic, visibly and in its tags."""
+    """The paper's ethics section: every dubbed video says it is synthetic, visibly, invisibly (a
+    watermark in every frame that survives re-encoding, scaling and cropping), in signed C2PA content
+    credentials and in its mp4 tags."""
 
     visible_mark: bool = True  # only an explicit false removes the on-screen mark
     mark_text: str = "SYNTHETIC"
@@ -120,7 +123,9 @@ class ProvenanceConfig:
     mark_height_fraction: float = 0.045  # text height as a fraction of the frame height
     mark_min_height_px: int = 10  # never smaller than this, so the mark stays readable
     mark_opacity: float = 0.85  # of the text; a dark plate behind it keeps it readable on any image
-    tool: str = "stableface"  # the tool named in the mp4 metadata
+    tool: str = "stableface"  # the tool named in the mp4 metadata and the content credentials
+    watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
+    credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
 
     def __post_init__(self) -> None:
         if self.mark_corner not in CORNERS:

@@ -23,6 +23,7 @@ track's samples (192 KB per second at 48 kHz; ``encode.audio_rate``) and the log
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stableface import __version__
 from stableface.audio.features import frames_for_audio, log_mel, window_starts
 from stableface.errors import InputError, errors_naming
 from stableface.inference.composite import composite_face, draw_mark, provenance_tags
@@ -63,6 +65,9 @@ from stableface.io.frame_ranges import FrameSource
 from stableface.io.storage import Storage
 from stableface.io.video import VideoWriter
 from stableface.models.smoothing import kernel_radius
+from stableface.provenance.credentials import DubFacts, SigningStatus, sha256_file, sign_mp4
+from stableface.provenance.payload import Payload
+from stableface.provenance.watermark import Watermarker
 from stableface.speaker_model import SpeakerModel
 from stableface.utils.progress import Progress
 
@@ -111,6 +116,10 @@ class DubResult:
     frames_passed_through: int = 0  # output frames left as the source's own (cutaways, no face)
     segments: int = 0  # runs of dubbed output frames
     identity_warning: str = ""  # set when the source was too short to verify the speaker's face
+    watermark: Payload | None = None  # the invisible watermark's payload (None: switched off)
+    credentials: SigningStatus = SigningStatus.UNSIGNED  # the embedded C2PA manifest, if any
+    source_sha256: str = ""
+    speech_sha256: str = ""
 
     @property
     def warning(self) -> str:
@@ -138,6 +147,11 @@ class DubResult:
             "frames_passed_through": self.frames_passed_through,
             "segments": self.segments,
             "warning": self.warning,
+            "watermark_payload": self.watermark.describe() if self.watermark else "none",
+            "watermark_dub_id": f"{self.watermark.dub_id:04x}" if self.watermark else "",
+            "credentials": str(self.credentials),
+            "source_sha256": self.source_sha256,
+            "speech_sha256": self.speech_sha256,
         }
 
 
@@ -152,13 +166,16 @@ def dub(
     model_uri: str = "speaker model",
     backend=None,
     stages: NeuralStages | None = None,
+    dub_id: int | None = None,
 ) -> DubResult:
     """Dub ``video_uri`` with the speech in ``audio_uri`` into ``output_uri`` (local paths or s3://).
 
     The output appears only when complete (written to a temporary file and published atomically).
     ``source`` is a :class:`SourceTrack` prepared earlier for this model and video (else it is
-    prepared here). ``stages`` replaces the local networks (a server passes remote calls). Bad inputs
-    raise :class:`~stableface.errors.InputError` subclasses naming the URI.
+    prepared here). ``stages`` replaces the local networks (a server passes remote calls). ``dub_id``
+    is the watermark's per-dub id (default: derived from the model version and the two inputs'
+    hashes, so the same dub made again is the same file). Bad inputs raise
+    :class:`~stableface.errors.InputError` subclasses naming the URI.
     """
     storage = storage or Storage()
     check_speaker_model(model, model_uri)
@@ -170,6 +187,7 @@ def dub(
         result = dub_files(
             model, video_path, audio_path, output_path, config, source,
             video_uri=video_uri, audio_uri=audio_uri, model_uri=model_uri, backend=backend, stages=stages,
+            dub_id=dub_id, storage=storage,
         )  # fmt: skip
     result.output = output_uri
     return result
@@ -187,15 +205,26 @@ def dub_files(
     model_uri: str = "speaker model",
     backend=None,
     stages: NeuralStages | None = None,
+    dub_id: int | None = None,
+    storage: Storage | None = None,
 ) -> DubResult:
     """:func:`dub` on local files (the output is written in place, not atomically)."""
     config = config or DubConfig()
+    provenance = config.provenance
     started = time.perf_counter()
     plan = plan_dub(
         model, video_path, audio_path, config, source,
         video_uri=video_uri, audio_uri=audio_uri, model_uri=model_uri, backend=backend, stages=stages,
     )  # fmt: skip
     source, timer = plan.source, plan.timer
+    with timer("provenance"):
+        source_sha256, speech_sha256 = sha256_file(video_path), sha256_file(audio_path)
+    payload = None
+    if provenance.watermark.enabled:
+        if dub_id is None:
+            dub_id = _dub_id(model.version, source_sha256, speech_sha256)
+        payload = Payload.for_dub(model.version, dub_id)
+    marker = Watermarker(payload, provenance.watermark) if payload else None
     width, height = source.width + source.width % 2, source.height + source.height % 2  # yuv420p
     if (width, height) != (source.width, source.height):
         logger.warning("%s: odd frame size %dx%d padded to %dx%d for H.264", plan.video_uri, source.width,
@@ -207,10 +236,21 @@ def dub_files(
         metadata=provenance_tags(model, config.provenance), threads=config.encode.threads,
     ) as writer:  # fmt: skip
         for frame in plan.frames():
+            frame = _pad_even(frame, height, width)
+            if marker is not None:
+                with timer("watermark"):
+                    frame = marker.mark(frame)
             with timer("encode"):
-                writer.write(_pad_even(frame, height, width))
+                writer.write(frame)
             progress.update(1)
     progress.close()
+    with timer("provenance"):
+        facts = DubFacts(
+            tool=provenance.tool, tool_version=__version__, model_version=model.version, speaker=model.speaker,
+            source_sha256=source_sha256, speech_sha256=speech_sha256,
+            watermark=payload.describe() if payload else "none",
+        )  # fmt: skip
+        credentials = sign_mp4(output_path, facts, provenance.credentials, storage)
     frames_dubbed = int((plan.dub_weight > 0).sum())
     return DubResult(
         output=str(output_path),
@@ -231,7 +271,17 @@ def dub_files(
         frames_passed_through=plan.n_frames - frames_dubbed,
         segments=count_runs(plan.dub_weight > 0),
         identity_warning=identity_warning(source, config.inference),
+        watermark=payload,
+        credentials=credentials,
+        source_sha256=source_sha256,
+        speech_sha256=speech_sha256,
     )
+
+
+def _dub_id(model_version: str, source_sha256: str, speech_sha256: str) -> int:
+    """The default per-dub id: the same model, source and speech make the same dub, with the same id."""
+    digest = hashlib.sha256(f"{model_version}|{source_sha256}|{speech_sha256}".encode()).digest()
+    return int.from_bytes(digest[:2], "big")
 
 
 @dataclass

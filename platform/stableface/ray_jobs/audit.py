@@ -33,6 +33,7 @@ from stableface.metrics.video import (
     load_sync_expert,
     score_video,
 )
+from stableface.provenance.verify import PROVENANCE_COLUMNS, inspect_video
 from stableface.ray_jobs.runtime import ensure_ray, outages_surface
 from stableface.report.html import COMPARE_PREFIX, ReportData, encode_png, render_report, row_key
 from stableface.utils.progress import Progress
@@ -50,6 +51,7 @@ RESULT_COLUMNS = (
 )  # fmt: skip
 # Main-catalog rows in a comparison: MSI over the paired reference's, and which way it departs.
 DEPARTURE_COLUMNS = ("msi_lip_ratio", "msi_jaw_ratio", "departure_lip", "departure_jaw")
+RESULT_COLUMNS += (*PROVENANCE_COLUMNS, "provenance_status")
 TRANSIENT_COLUMNS = ("slice_png",)
 SLICE_PX_PER_FRAME = 3  # carried to the driver for the report, never written to tables
 
@@ -117,6 +119,7 @@ class AuditScorer:
                 if self.sync_error:
                     score.lipsync_status = self.sync_error
                 extras = self._extras(path, score, entry)
+                extras.update(self._provenance(path, uri))
             row = {**base, **score.to_row(), **extras}
             # Reasons name the input URI, not the temporary download that was scored.
             row["reason"] = str(row.get("reason") or "").replace(str(path), uri)
@@ -130,6 +133,15 @@ class AuditScorer:
             row = {**base, "status": STATUS_FAILED, "reason": f"{uri}: {type(error).__name__}: {error}"}
         row["seconds"] = round(time.monotonic() - started, 3)
         return row
+
+    def _provenance(self, path, uri: str) -> dict[str, Any]:
+        """Watermark, credentials and tags of one video; a failure here is its own column, not the row's."""
+        if not self.cfg.check_provenance:
+            return {}
+        try:
+            return {**inspect_video(path, self.cfg.watermark).to_row(), "provenance_status": STATUS_OK}
+        except InputError as error:
+            return {"provenance_status": str(error).replace(str(path), uri)}
 
     def _extras(self, path, score: VideoScore, entry: dict[str, Any]) -> dict[str, Any]:
         extras: dict[str, Any] = {}
@@ -296,6 +308,7 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
             "landmark backend": cfg.metrics.backend,
             "min face fraction": cfg.metrics.min_face_fraction,
         },
+        provenance_checked=cfg.check_provenance,
     )
     report_uri = join(cfg.output_uri, "report.html")
     storage.write_text(report_uri, render_report(report))
@@ -310,6 +323,7 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
         # Departures from the paired source (compare_with), each way; a video can count in both.
         "too_still": sum(Departure.TOO_STILL in row_directions(r) for r in rows),
         "too_jittery": sum(Departure.TOO_JITTERY in row_directions(r) for r in rows),
+        "synthetic": sum(bool(r.get("synthetic")) for r in rows),
         "median_msi_lip": _median(rows, "msi_lip"),
         "median_msi_jaw": _median(rows, "msi_jaw"),
         "out_of_sync": sum("out of sync" in r["flags"] for r in rows),

@@ -55,6 +55,7 @@ class ReportData:
     labels: tuple[str, str] = ("catalog", "comparison")
     settings: dict[str, Any] = field(default_factory=dict)
     departure_factor: float | None = None  # the ratio bound of the rows' departure_* columns
+    provenance_checked: bool = False  # rows carry the provenance columns (watermark, credentials)
 
 
 def row_key(row: Mapping[str, Any]) -> str:
@@ -380,6 +381,57 @@ def _comparison(data: ReportData) -> str:
 
 
 COMPARED = (("msi_lip", "lip MSI"), ("msi_jaw", "jaw MSI"), ("lipsync_confidence", "sync confidence"))
+
+PROVENANCE_HEADERS = (
+    "catalog", "speaker", "video", "synthetic", "watermark", "payload", "peak (sd)", "scale", "credentials",
+    "AI-generated", "signer / problems", "mp4 tags",
+)  # fmt: skip
+
+
+def _provenance_rows(rows: Sequence[Mapping[str, Any]], labels: tuple[str, str]) -> list[str]:
+    body = []
+    for row in rows:
+        credentials = str(row.get("credentials") or "-")
+        detail = (
+            row.get("credentials_problems") or row.get("credentials_signer") or row.get("provenance_status")
+        )
+        cells = [
+            _fmt(labels[1] if row.get("side") == "compare" else labels[0]),
+            _fmt(row.get("speaker")),
+            _fmt(row.get("video_id")),
+            "yes" if row.get("synthetic") else "no",
+            _fmt(row.get("watermark")),
+            _fmt(row.get("watermark_payload") or None),
+            f'<td class="num">{_fmt(row.get("watermark_z"), 1)}',
+            f'<td class="num">{_fmt(row.get("watermark_scale"), 2)}',
+            f'<span class="pill {"ok" if credentials == "valid" else "failed" if credentials == "invalid" else ""}">'
+            f"{html.escape(credentials)}</span>",
+            "yes" if row.get("credentials_ai_generated") else "-",
+            _fmt(detail if detail and detail != STATUS_OK else None),
+            "synthetic" if row.get("tagged_synthetic") else "-",
+        ]
+        html_cells = "".join(c if c.startswith("<td") else f"<td>{c}" for c in cells)
+        body.append(f'<tr class="{"flagged" if row.get("synthetic") else ""}">{html_cells}</tr>')
+    return body
+
+
+def _provenance(data: ReportData) -> list[str]:
+    """The synthetic videos found (watermark, valid AI-generated credentials or our mp4 tags), then all."""
+    rows = [*data.rows, *(data.compare_rows or [])]
+    synthetic = [r for r in rows if r.get("synthetic")]
+    marked = sum(1 for r in synthetic if r.get("watermark") == "present")
+    return [
+        f"<h2>Synthetic videos found ({len(synthetic)})</h2>",
+        '<p class="note">Evidence that a video was made by this tool: the invisible watermark (survives '
+        "re-encoding, scaling, cropping and cuts; read with this audit's key), a valid C2PA manifest "
+        "saying AI-generated (lost on re-encoding), or the mp4 tags the dubber writes (lost on any "
+        f"remux). {marked} of them carry the watermark.</p>",
+        _table(PROVENANCE_HEADERS, _provenance_rows(synthetic, data.labels)) if synthetic else "<p>None.</p>",
+        f"<h2>Provenance of all videos ({len(rows)})</h2>",
+        _table(PROVENANCE_HEADERS, _provenance_rows(rows, data.labels)),
+    ]
+
+
 COMPARE_PREFIX = "compare:"  # slice keys of the second catalog
 
 
@@ -426,6 +478,8 @@ def render_report(data: ReportData) -> str:
         if problems
         else "<p>None.</p>",
     ]
+    if data.provenance_checked:
+        sections += _provenance(data)
     if data.compare_rows is not None:
         sections += [f"<h2>Comparison: {html.escape(data.labels[0])} vs {html.escape(data.labels[1])}</h2>"]
         sections += [_comparison(data)]
