@@ -159,8 +159,8 @@ def with_absolute_uris(config: T) -> T:
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A plain, JSON/YAML-serialisable dict of a config dataclass."""
-    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)  # type: ignore[return-value]
+    """A plain, JSON/YAML-serialisable dict of a config dataclass (enums as their names)."""
+    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
 def from_dict(schema: type[T], data: dict[str, Any]) -> T:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stableface.audio.features import normalise_utterance
 from stableface.data.sequences import PIXEL_SCALE, RenderVideo, to_unit_range
 from stableface.face.erosion import blank_masked
 from stableface.face.face_model import FaceModel, Pose, apply_pose
@@ -68,9 +69,13 @@ class EvalNetworks:
 
 @torch.no_grad()
 def predict_mouth(audio2expression: nn.Module, audio: np.ndarray, device: torch.device) -> np.ndarray:
-    """(T, W, M) audio windows -> (T, n_mouth) float32 mouth coefficients."""
+    """(T, W, M) audio windows (a whole clip, as datasets store them) -> (T, n_mouth) float32 mouth
+    coefficients; per-utterance normalised first if the network takes them so."""
     audio2expression.eval()
-    windows = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None].to(device)  # (1, T, W, M)
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio2expression.config.utterance_norm:
+        audio = normalise_utterance(audio)
+    windows = torch.from_numpy(audio)[None].to(device)  # (1, T, W, M)
     return audio2expression(windows)[0].float().cpu().numpy()
 
 
