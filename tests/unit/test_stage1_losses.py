@@ -8,6 +8,7 @@ import torch
 
 from stableface.face.config import FaceConfig
 from stableface.face.face_model import FaceModel
+from stableface.face.ibug import MEDIAPIPE_TO_IBUG68
 from stableface.face.lips import LOWER_INNER_LIP, UPPER_INNER_LIP, rest_gaps
 from stableface.training.config import Stage1Config
 from stableface.training.stage1 import mouth_loss
@@ -27,12 +28,23 @@ def face_model() -> FaceModel:
     return base.fit(speakers)
 
 
-def numpy_gaps(face_model: FaceModel, identity: np.ndarray, mouth: np.ndarray) -> np.ndarray:
-    """(L, n_mouth) -> (L, P) inner-lip distances of the decoded meshes (upper part zero)."""
+def decoded(face_model: FaceModel, identity: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+    """(L, n_mouth) -> (L, 478, 3) meshes (upper expression zero)."""
     expression = np.zeros((len(mouth), face_model.expression_dim), np.float32)
     expression[:, face_model.mouth_slice] = mouth
-    mesh = face_model.decode(identity, expression)  # (L, 478, 3)
+    return face_model.decode(identity, expression)
+
+
+def numpy_gaps(face_model: FaceModel, identity: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+    """(L, n_mouth) -> (L, P) inner-lip distances of the decoded meshes."""
+    mesh = decoded(face_model, identity, mouth)  # (L, 478, 3)
     return np.linalg.norm(mesh[:, LOWER_INNER_LIP] - mesh[:, UPPER_INNER_LIP], axis=-1)
+
+
+def numpy_lip_acceleration_std(face_model: FaceModel, identity: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+    """(L, n_mouth) -> (20, 3) std over time of the iBUG 48-67 lip vertices' second differences."""
+    lips = decoded(face_model, identity, mouth)[:, MEDIAPIPE_TO_IBUG68[48:68]]  # (L, 20, 3)
+    return np.diff(lips, n=2, axis=0).std(axis=0, ddof=1)
 
 
 def test_terms_match_numpy_on_decoded_meshes(face_model):
@@ -43,7 +55,11 @@ def test_terms_match_numpy_on_decoded_meshes(face_model):
     predicted = (0.05 * rng.standard_normal((B, L, face_model.n_mouth))).astype(np.float32)
     target = (0.05 * rng.standard_normal((B, L, face_model.n_mouth))).astype(np.float32)
     config = Stage1Config(
-        velocity_weight=0.5, acceleration_weight=2.0, opening_weight=3.0, amplitude_weight=4.0
+        velocity_weight=0.5,
+        acceleration_weight=2.0,
+        opening_weight=3.0,
+        amplitude_weight=4.0,
+        lip_motion_weight=5.0,
     )
     rest = torch.from_numpy(np.stack([rest_gaps(i) for i in identities]))  # (B, P, 3)
     terms = mouth_loss(
@@ -62,11 +78,20 @@ def test_terms_match_numpy_on_decoded_meshes(face_model):
         "acceleration": np.abs(np.diff(predicted, n=2, axis=1) - np.diff(target, n=2, axis=1)).mean(),
         "opening": np.abs(pred_gaps - real_gaps).mean(),
         "amplitude": np.abs(pred_gaps.std(axis=1, ddof=1) - real_gaps.std(axis=1, ddof=1)).mean(),
+        "lip_motion": np.mean(
+            [
+                np.abs(
+                    numpy_lip_acceleration_std(face_model, i, p)
+                    - numpy_lip_acceleration_std(face_model, i, t)
+                )
+                for i, p, t in zip(identities, predicted, target, strict=True)
+            ]
+        ),
     }
     for name, value in expected.items():
         assert float(terms[name]) == pytest.approx(float(value), rel=1e-4, abs=1e-7), name
     total = expected["l1"] + 0.5 * expected["velocity"] + 2 * expected["acceleration"]
-    total += 3 * expected["opening"] + 4 * expected["amplitude"]
+    total += 3 * expected["opening"] + 4 * expected["amplitude"] + 5 * expected["lip_motion"]
     assert float(terms["total"]) == pytest.approx(float(total), rel=1e-4)
 
 

@@ -9,6 +9,8 @@ prediction from the clip's audio (what dubbing does), against the clip's tracked
 - ``mesh_lip_msi`` and ``real_lip_msi``: the lip MSI of the two mesh trajectories (higher = less
   acceleration; a mouth that barely moves scores far above real speech), and their ratio
   ``lip_msi_ratio`` (1 = moves like real speech);
+- ``silent_frames``: the fraction the silence gate closed (stableface.audio.silence), and
+  ``ungated_open_corr`` / ``ungated_open_amp``: the network's own output without the gate;
 - with a smoothing network, ``smoothed_lip_msi`` / ``smoothed_open_corr``: the same after
   applying its per-frame weights to the predicted mesh trajectory (what the renderer is fed).
 
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stableface.audio.silence import SilenceGateConfig
 from stableface.data.layout import FACE, TRACK, DatasetLayout
 from stableface.data.records import VideoFace, VideoTrack
 from stableface.data.speakers import load_identity, track_pose
@@ -35,6 +38,7 @@ from stableface.io.storage import Storage
 from stableface.metrics.msi import motion_stability
 from stableface.metrics.nlmd import nlmd
 from stableface.training.evaluate import (
+    gated_mouth,
     mouth_opening,
     opening_amplitude_ratio,
     opening_correlation,
@@ -86,15 +90,24 @@ def evaluate_clip(
     identity: np.ndarray,
     device: torch.device,
     smoothing: nn.Module | None = None,
+    gate: SilenceGateConfig | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metrics of one clip, and its (T,) predicted and real inner-lip gaps for plots."""
     real_expression = face.expression.astype(np.float32)  # (T, E)
+    mouth, weights = gated_mouth(network, track.audio, face_model, identity, device, gate)  # (T, n_mouth)
     driven = real_expression.copy()
-    driven[:, face_model.mouth_slice] = predict_mouth(network, track.audio, device)  # (T, n_mouth)
+    driven[:, face_model.mouth_slice] = mouth
+    ungated = real_expression.copy()
+    ungated[:, face_model.mouth_slice] = predict_mouth(network, track.audio, device)
     pose = track_pose(track)
     real_mesh = apply_pose(face_model.decode(identity, real_expression), pose)  # (T, 478, 3) crop px
     driven_mesh = apply_pose(face_model.decode(identity, driven), pose)
+    ungated_lips = mediapipe_to_ibug68(apply_pose(face_model.decode(identity, ungated), pose))
+    real_lips = mediapipe_to_ibug68(real_mesh)
     row = trajectory_metrics(driven_mesh, real_mesh)
+    row["silent_frames"] = float((weights > 0.5).mean())
+    row["ungated_open_corr"] = opening_correlation(ungated_lips, real_lips)
+    row["ungated_open_amp"] = opening_amplitude_ratio(ungated_lips, real_lips)
     curves = {
         "predicted": mouth_opening(mediapipe_to_ibug68(driven_mesh)),
         "real": mouth_opening(mediapipe_to_ibug68(real_mesh)),
