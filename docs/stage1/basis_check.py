@@ -42,8 +42,8 @@ def main(dataset: str, heldout: list[str]) -> None:
                for s in speakers if s not in heldout)  # fmt: skip
     without = FaceModel.from_assets(shipped.config).fit(samples)
     cosines = np.linalg.svd(shipped.mouth_basis @ without.mouth_basis.T, compute_uv=False)
-    print(f"mouth subspaces: principal-angle cosines min {cosines.min():.3f}, mean {cosines.mean():.3f}")
-    print("speaker                      kept(with)  kept(without)  rms(with)  rms(without)")
+    print(f"mouth subspaces: principal-angle cosines min {cosines.min():.3f}, mean {cosines.mean():.3f}")  # noqa: T201
+    print("speaker                      kept(with)  kept(without)  rms(with)  rms(without)")  # noqa: T201
     for speaker in heldout + ["s1"]:
         identity = load_identity(storage, layout, speaker)
         meshes = []
@@ -53,7 +53,7 @@ def main(dataset: str, heldout: list[str]) -> None:
         normalised = np.concatenate(meshes)
         kept_with, rms_with = explained(shipped, normalised, identity)
         kept_without, rms_without = explained(without, normalised, identity)
-        print(f"{speaker:28s} {kept_with:10.3f} {kept_without:14.3f} {rms_with:10.4f} {rms_without:13.4f}")
+        print(f"{speaker:28s} {kept_with:10.3f} {kept_without:14.3f} {rms_with:10.4f} {rms_without:13.4f}")  # noqa: T201
 
 
 if __name__ == "__main__":
