@@ -44,7 +44,7 @@ def main(dataset: str, heldout: list[str]) -> None:
     cosines = np.linalg.svd(shipped.mouth_basis @ without.mouth_basis.T, compute_uv=False)
     print(f"mouth subspaces: principal-angle cosines min {cosines.min():.3f}, mean {cosines.mean():.3f}")  # noqa: T201
     print("speaker                      kept(with)  kept(without)  rms(with)  rms(without)")  # noqa: T201
-    for speaker in heldout + ["s1"]:
+    for speaker in [*heldout, "s1"]:
         identity = load_identity(storage, layout, speaker)
         meshes = []
         for video_id in speaker_videos(storage, layout, speaker)[:4]:
