@@ -69,6 +69,13 @@ def model_card(cfg: PretrainJobConfig, manifest: dict[str, Any], checkpoint_extr
         f"{stage1.opening_weight} inner-lip opening + {stage1.amplitude_weight} opening amplitude "
         "(stableface.training.stage1_losses).",
         "",
+        "## Expression basis and identity",
+        "",
+        "A speaker's identity is the mean of their pose-normalised meshes over all their clips",
+        "(`stableface preprocess`, per speaker); a frame's expression is its displacement from that",
+        "mean projected on the shared basis. `docs/stage1/basis_check.py` refits the basis without the",
+        "held-out speakers and measures how much of their mouth motion it keeps.",
+        "",
         "## Held-out figures (predicted vs tracked mesh, stableface.training.evaluate_stage1)",
         "",
         "| group | " + " | ".join(CARD_METRICS) + " |",
