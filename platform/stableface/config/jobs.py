@@ -131,7 +131,13 @@ class PretrainJobConfig(TrainJobConfig):
 
     stage: str = "1"
     publish_dir: str | None = None  # None = the installed package's stableface/pretrained/
-    data_licences: str = "see ../shared/data/README.md"  # the model card's data licence line
+    # The model card's data licence line (from ../shared/data/README.md for the shared data).
+    data_licences: str = (
+        "GRID audio-visual corpus (Cooke, Barker, Cunningham, Shao 2006), CC BY 4.0; VoxCeleb2 "
+        "(Chung, Nagrani, Zisserman 2018) as redistributed by the PC-AVS project, CC BY 4.0, video "
+        "copyright with its owners (research and testing use); hd/: LatentSync demo asset (Apache-2.0) "
+        "and VideoReTalking examples (Apache-2.0, video copyright with its owners: research and testing use)"
+    )
 
 
 AUDIO_CONTENT_TYPES = [

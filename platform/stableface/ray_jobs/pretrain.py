@@ -47,7 +47,7 @@ def model_card(cfg: PretrainJobConfig, manifest: dict[str, Any], checkpoint_extr
         f"`{STAGE1_FILE}` ({size_bytes / 1e6:.1f} MB) maps per-utterance normalised log-mel windows to the",
         f"{cfg.model.audio2expression.mouth_dim} mouth coefficients of the expression basis in `{FACE_MODEL_FILE}`",
         "(fitted over every speaker of the dataset below). `stableface preprocess` encodes new speakers in",
-        "that basis by default (`face.expression_basis=packaged`) and `stableface train` starts stage 1",
+        "that basis by default (`expression_basis=packaged`) and `stableface train` starts stage 1",
         "from these weights (`schedule.stage1.init=finetune`; `reuse` keeps them as they are).",
         "",
         "## Data",
@@ -66,8 +66,8 @@ def model_card(cfg: PretrainJobConfig, manifest: dict[str, Any], checkpoint_extr
         f"- {checkpoint_extra.get('steps')} steps, batch {stage1.batch_size} sequences of {stage1.sequence_length} frames, "
         f"lr {stage1.lr}, at most {stage1.max_minutes} minutes;",
         f"- loss: L1 + {stage1.velocity_weight} velocity + {stage1.acceleration_weight} acceleration + "
-        f"{stage1.opening_weight} inner-lip opening + {stage1.amplitude_weight} opening amplitude "
-        "(stableface.training.stage1_losses).",
+        f"{stage1.opening_weight} inner-lip opening + {stage1.amplitude_weight} opening amplitude + "
+        f"{stage1.lip_motion_weight} lip motion (stableface.training.stage1_losses).",
         "",
         "## Expression basis and identity",
         "",
