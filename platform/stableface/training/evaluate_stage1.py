@@ -57,7 +57,6 @@ class HeldoutClip:
     video_id: str
 
 
-@torch.no_grad()
 def smooth_trajectory(meshes: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(T, N, 3) meshes, (T, K) smoothing weights -> (T, N, 3): sum_k W_t,k mesh_{t+k-K//2}, with the
     ends clamped as the smoothing network clamps its images (stableface.models.smoothing)."""
@@ -114,10 +113,11 @@ def evaluate_clip(
     }
     if smoothing is not None:
         smoothing.eval()
-        weights = (
-            smoothing.weights(torch.from_numpy(driven)[None].to(device))[0].float().cpu().numpy()
-        )  # (T, K)
-        smoothed = smooth_trajectory(driven_mesh, weights)
+        with torch.no_grad():
+            kernel = (
+                smoothing.weights(torch.from_numpy(driven)[None].to(device))[0].float().cpu().numpy()
+            )  # (T, K)
+        smoothed = smooth_trajectory(driven_mesh, kernel)
         smoothed_row = trajectory_metrics(smoothed, real_mesh)
         row["smoothed_lip_msi"] = smoothed_row["mesh_lip_msi"]
         row["smoothed_open_corr"] = smoothed_row["mesh_open_corr"]
