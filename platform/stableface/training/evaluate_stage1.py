@@ -37,6 +37,7 @@ from stableface.face.ibug import mediapipe_to_ibug68
 from stableface.io.storage import Storage
 from stableface.metrics.msi import motion_stability
 from stableface.metrics.nlmd import nlmd
+from stableface.models.smoothing import apply_temporal_kernel
 from stableface.training.evaluate import (
     gated_mouth,
     mouth_opening,
@@ -58,12 +59,10 @@ class HeldoutClip:
 
 
 def smooth_trajectory(meshes: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(T, N, 3) meshes, (T, K) smoothing weights -> (T, N, 3): sum_k W_t,k mesh_{t+k-K//2}, with the
-    ends clamped as the smoothing network clamps its images (stableface.models.smoothing)."""
-    n_frames, kernel = weights.shape
-    offsets = np.arange(kernel) - kernel // 2  # (K,)
-    index = np.clip(np.arange(n_frames)[:, None] + offsets, 0, n_frames - 1)  # (T, K)
-    return np.einsum("tk,tknc->tnc", weights, meshes[index]).astype(np.float32)
+    """(T, N, 3) meshes, (T, K) smoothing weights -> (T, N, 3): the smoothing network's own kernel
+    (:func:`stableface.models.smoothing.apply_temporal_kernel`) applied to vertices, not images."""
+    smoothed = apply_temporal_kernel(torch.from_numpy(meshes)[None], torch.from_numpy(weights)[None])
+    return smoothed[0].numpy().astype(np.float32)
 
 
 def trajectory_metrics(predicted: np.ndarray, real: np.ndarray) -> dict[str, float]:
