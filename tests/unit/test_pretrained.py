@@ -46,3 +46,27 @@ def test_pretrained_weights_refuse_another_basis_or_size():
     with pytest.raises(InputError, match="init=scratch"):
         initial_audio2expression(Stage1Init.finetune, compose_model_config("tiny"), packaged)
     initial_audio2expression(Stage1Init.scratch, compose_model_config("tiny"), other)  # scratch needs neither
+
+
+def test_preprocess_codes_new_datasets_in_the_packaged_basis(tmp_path):
+    from stableface.config import compose
+    from stableface.data.layout import DatasetLayout
+    from stableface.data.speakers import fit_or_load_face_model
+
+    storage = Storage()
+    layout = DatasetLayout(str(tmp_path / "packaged"))
+    cfg = compose("preprocess", ["catalog=unused", f"dataset_uri={layout.root}"])
+    assert fit_or_load_face_model([], cfg, storage, layout) == (layout.face_model, "")
+    assert Path(layout.face_model).read_bytes() == Path(packaged_face_model_uri()).read_bytes()
+    fit_layout = DatasetLayout(str(tmp_path / "fit"))
+    fit_cfg = compose(
+        "preprocess", ["catalog=unused", f"dataset_uri={fit_layout.root}", "expression_basis=fit"]
+    )
+    uri, reason = fit_or_load_face_model([], fit_cfg, storage, fit_layout)  # no speakers to fit on
+    assert uri is None and "could not be fitted" in reason
+    other = DatasetLayout(str(tmp_path / "other"))
+    other_cfg = compose(
+        "preprocess", ["catalog=unused", f"dataset_uri={other.root}", "face.n_mouth_components=16"]
+    )
+    with pytest.raises(InputError, match="packaged basis"):
+        fit_or_load_face_model([], other_cfg, storage, other)
