@@ -88,6 +88,17 @@ def window_index(trainable: list[np.ndarray], length: int, stride: int) -> list[
     return index
 
 
+def balanced_index(index: list[tuple[int, int]], video_speakers: list[str]) -> list[tuple[int, int]]:
+    """Each speaker's windows repeated round(sqrt(largest speaker's count / theirs)) times: a
+    speaker with one 3 s clip weighs more against one with 90, without its few windows dominating."""
+    counts: dict[str, int] = {}
+    for video, _ in index:
+        counts[video_speakers[video]] = counts.get(video_speakers[video], 0) + 1
+    largest = max(counts.values())
+    repeats = {speaker: max(1, round((largest / count) ** 0.5)) for speaker, count in counts.items()}
+    return [item for item in index for _ in range(repeats[video_speakers[item[0]]])]
+
+
 @dataclass
 class ExpressionVideo:
     key: str  # "<speaker>/<video_id>"
@@ -113,6 +124,7 @@ class ExpressionSequences(Dataset):
         length: int,
         stride: int,
         utterance_norm: bool = False,
+        balance_speakers: bool = False,
     ):
         self.videos: list[ExpressionVideo] = []
         rest: dict[str, np.ndarray] = {}
@@ -130,6 +142,8 @@ class ExpressionSequences(Dataset):
         self.index = window_index([v.trainable for v in self.videos], length, stride)
         if not self.index:
             raise InputError(layout.root, f"no video has {length} frames for a stage-1 window")
+        if balance_speakers:
+            self.index = balanced_index(self.index, [speaker for speaker, _ in videos])
 
     def __len__(self) -> int:
         return len(self.index)

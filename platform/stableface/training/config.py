@@ -53,6 +53,8 @@ class Stage1Config:
     # Stop after this much training time (over all attempts, setup excluded): a run on a shared
     # or slow machine still ends in time, with fewer steps. None = no limit.
     max_minutes: float | None = None
+    # Repeat the windows of speakers with little footage (sqrt of the size ratio to the largest).
+    balance_speakers: bool = False
     # Speakers kept out of stage 1 entirely (leave-speakers-out validation, evaluated after it).
     heldout_speakers: list[str] = field(default_factory=list)
     # Where stage 1 starts: random weights, or the packaged pretrained ones (fine-tuned or reused).

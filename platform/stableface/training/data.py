@@ -93,6 +93,7 @@ def stage1_dataset(
         length=config.stage1.sequence_length,
         stride=config.stage1.stride,
         utterance_norm=model_config.audio2expression.utterance_norm,
+        balance_speakers=config.stage1.balance_speakers,
     )
     logger.info("stage 1: %d videos of %d speakers, %d windows of %d frames", len(videos), len(speakers),
                 len(dataset), config.stage1.sequence_length)  # fmt: skip
