@@ -38,6 +38,7 @@ JOB_RUNNERS: dict[str, str] = {
     "preprocess": "stableface.ray_jobs.preprocess",
     "audit": "stableface.ray_jobs.audit",
     "train": "stableface.ray_jobs.train",
+    "pretrain": "stableface.ray_jobs.pretrain",
     "dub": "stableface.ray_jobs.dub",
     "demo": "stableface.demo",
     "train-sync": "stableface.training.train_sync",

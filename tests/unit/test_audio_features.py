@@ -140,3 +140,28 @@ def test_bad_inputs_raise_errors_that_name_the_input():
         audio_features(np.zeros(1600, np.float32), 3, 0)
     with pytest.raises(InputError, match="log-mel: expected"):
         frame_windows(np.zeros((10, 40)), 3, 25)
+
+
+def test_utterance_statistics_equal_those_of_the_windows():
+    """Streaming inference's statistics (from the log-mel) are exactly the stored windows' own."""
+    from stableface.audio.features import normalise_utterance, utterance_statistics, window_starts
+
+    rng = np.random.default_rng(3)
+    config = AudioFeatureConfig()
+    samples = (0.1 * rng.standard_normal(16_000 * 2)).astype(np.float32)
+    samples[:4000] = 0.0  # digital silence: a band-wise constant stretch
+    mel = log_mel(samples, config)
+    n_frames = 53  # past the audio's end at 25 fps: padded windows count too
+    windows = frame_windows(mel, n_frames, 25, config)  # (T, W, M)
+    mean, std = utterance_statistics(mel, window_starts(n_frames, 25, config), config)
+    flat = windows.reshape(-1, config.n_mels).astype(np.float64)
+    np.testing.assert_allclose(mean, flat.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(std, flat.std(axis=0), rtol=1e-4, atol=1e-5)
+    normalised = normalise_utterance(windows)
+    np.testing.assert_allclose(normalised, normalise_utterance(windows, (mean, std)), atol=1e-4)
+    per_band = normalised.reshape(-1, config.n_mels)
+    np.testing.assert_allclose(per_band.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(per_band.std(axis=0), 1.0, atol=1e-3)
+    # A louder copy of the same speech gives the same normalised windows (up to the dB floor).
+    louder = frame_windows(log_mel(samples * 4.0, config), n_frames, 25, config)
+    assert np.abs(normalise_utterance(louder) - normalised).mean() < 0.05

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stableface.training.config import Stage2Config
+from stableface.training.config import Stage1Config, Stage2Config
 from stableface.training.evaluate import window_starts
 from stableface.training.loop import (
     Callbacks,
@@ -70,7 +70,7 @@ def test_metric_meter_averages_since_the_last_read():
 def test_mouth_loss_matches_a_hand_computation():
     predicted = torch.tensor([[[0.0, 1.0], [2.0, 1.0], [2.0, 3.0]]])  # (1, 3, 2)
     target = torch.tensor([[[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]])
-    terms = mouth_loss(predicted, target, velocity_weight=0.5)
+    terms = mouth_loss(predicted, target, Stage1Config(velocity_weight=0.5))
     # |errors| = 1, 0, 1, 0, 1, 2 -> 5/6; velocity errors: (2, 0), (0, 2) -> 4/4 = 1
     assert terms["l1"].item() == pytest.approx(5 / 6)
     assert terms["velocity"].item() == pytest.approx(1.0)

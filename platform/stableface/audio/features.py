@@ -7,7 +7,12 @@ centre time, so audio and video stay aligned at 25, 29.97 (30000/1001) or 30 fps
 before the start or after the end of the audio are the silence value.
 
 Normalisation uses fixed constants (measured once on the bundled speech, see
-:class:`AudioFeatureConfig`), never per-clip statistics, so training and inference agree.
+:class:`AudioFeatureConfig`); that is what datasets store and the renderer's audio fusion reads.
+A network can also take *per-utterance normalised* windows (:func:`normalise_utterance`): each
+mel band minus its mean over the utterance, over its std, so a louder microphone, a different
+channel or a different voice's spectral tilt moves every input less. The statistics are those of
+all the utterance's windows (:func:`utterance_statistics` computes them from the log-mel without
+building the windows, so streaming inference and training on stored windows agree exactly).
 """
 
 from __future__ import annotations
@@ -118,6 +123,43 @@ def frame_windows(
     padded = np.concatenate([silence, mel, silence])  # (M + 2, n_mels): rows 0 and M + 1 are silence
     indices = window_starts(n_frames, fps, config)[:, None] + np.arange(config.frames_per_window)  # (T, W)
     return padded[np.clip(indices + 1, 0, mel.shape[0] + 1)]  # (T, W, n_mels)
+
+
+MIN_BAND_STD = 1e-3  # normalised units; a band constant over the utterance (digital silence) stays finite
+
+
+def utterance_statistics(
+    mel: np.ndarray, starts: np.ndarray, config: AudioFeatureConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and std (n_mels,) float32 over all windows of an utterance, from its log-mel
+    (M, n_mels) and the windows' first mel indices ``starts`` (T,), exactly as
+    ``frame_windows(mel, ...)`` would give them (padding included), without building the windows."""
+    config = config or AudioFeatureConfig()
+    mel = np.asarray(mel, dtype=np.float64)
+    silence = np.full((1, mel.shape[1]), config.silence_value)
+    padded = np.concatenate([silence, mel, silence])  # (M + 2, n_mels), as frame_windows pads
+    indices = np.asarray(starts)[:, None] + np.arange(config.frames_per_window)  # (T, W)
+    rows = np.clip(indices + 1, 0, mel.shape[0] + 1).ravel()  # (T*W,) padded-row index of each entry
+    counts = np.bincount(rows, minlength=padded.shape[0]).astype(np.float64)  # (M + 2,) uses per row
+    total = max(counts.sum(), 1.0)
+    mean = counts @ padded / total  # (n_mels,)
+    variance = np.maximum(counts @ np.square(padded) / total - np.square(mean), 0.0)
+    return mean.astype(np.float32), np.maximum(np.sqrt(variance), MIN_BAND_STD).astype(np.float32)
+
+
+def normalise_utterance(
+    windows: np.ndarray, statistics: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
+    """(T, W, M) windows -> per-utterance normalised (T, W, M) float32: each band minus its mean,
+    over its std; the statistics default to these windows' own (the whole utterance's)."""
+    windows = np.asarray(windows, dtype=np.float32)
+    if statistics is None:
+        flat = windows.reshape(-1, windows.shape[-1]).astype(np.float64)  # (T*W, M)
+        mean = flat.mean(axis=0)
+        std = np.maximum(flat.std(axis=0), MIN_BAND_STD)
+    else:
+        mean, std = statistics
+    return ((windows - mean) / std).astype(np.float32)
 
 
 def audio_features(

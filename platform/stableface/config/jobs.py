@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from stableface.audio.features import AudioFeatureConfig
-from stableface.face.config import FaceConfig
+from stableface.face.config import ExpressionBasis, FaceConfig
 from stableface.face.erosion import ErosionConfig
 from stableface.inference.config import DubConfig
 from stableface.io.storage import StorageConfig
@@ -45,6 +45,10 @@ class PreprocessJobConfig:
     max_videos_per_speaker: int | None = None  # None = all of them
     max_frames_per_video: int | None = None  # None = whole videos
     overwrite: bool = False  # redo finished speakers and videos, refit the expression basis
+    # packaged: every speaker's expression is coded on the basis shipped with the pretrained stage 1
+    # (fitted over the 32 speakers of the shared data), so that network's predictions mean the same
+    # here; fit: a basis of this dataset's own (then stage 1 trains from scratch).
+    expression_basis: ExpressionBasis = ExpressionBasis.packaged
     # The crops are the renderer's training targets: CRF 16 is visually lossless (mean error < 2
     # levels), and x264's ultrafast preset encodes a 256 px crop in ~0.6 ms instead of ~2 ms for
     # 'veryfast', at ~4x the size (still ~60x smaller than raw frames).
@@ -125,6 +129,23 @@ class TrainJobConfig:
     max_failures: int = 3  # worker failures a stage recovers from (from its last checkpoint)
     storage: StorageConfig = field(default_factory=StorageConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+
+
+@dataclass
+class PretrainJobConfig(TrainJobConfig):
+    """``stableface pretrain``: the train job's stage 1 on a many-speaker dataset (schedule
+    ``pretrain``: articulation losses, speakers held out), then its weights, the dataset's
+    expression basis and a model card published as the package's pretrained stage 1."""
+
+    stage: str = "1"
+    publish_dir: str | None = None  # None = the installed package's stableface/pretrained/
+    # The model card's data licence line (from ../shared/data/README.md for the shared data).
+    data_licences: str = (
+        "GRID audio-visual corpus (Cooke, Barker, Cunningham, Shao 2006), CC BY 4.0; VoxCeleb2 "
+        "(Chung, Nagrani, Zisserman 2018) as redistributed by the PC-AVS project, CC BY 4.0, video "
+        "copyright with its owners (research and testing use); hd/: LatentSync demo asset (Apache-2.0) "
+        "and VideoReTalking examples (Apache-2.0, video copyright with its owners: research and testing use)"
+    )
 
 
 AUDIO_CONTENT_TYPES = [
@@ -270,6 +291,7 @@ JOB_CONFIGS: dict[str, type] = {
     "preprocess": PreprocessJobConfig,
     "audit": AuditJobConfig,
     "train": TrainJobConfig,
+    "pretrain": PretrainJobConfig,
     "serve": ServeConfig,
     "dub": DubJobConfig,
     "demo": DemoConfig,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from stableface.audio.features import normalise_utterance
 from stableface.data.layout import CROPS, FACE, TRACK, DatasetLayout
 from stableface.data.manifest import STATUS_OK, read_speaker_manifest
 from stableface.data.records import VideoFace, VideoTrack
@@ -26,6 +27,7 @@ from stableface.data.speakers import load_identity, track_pose
 from stableface.errors import InputError
 from stableface.face.erosion import ErosionConfig, augmented_erosion
 from stableface.face.face_model import FaceModel, Pose, apply_pose
+from stableface.face.lips import rest_gaps
 from stableface.face.raster import render_shapes
 from stableface.io.storage import Storage
 from stableface.io.video import read_frames
@@ -86,16 +88,32 @@ def window_index(trainable: list[np.ndarray], length: int, stride: int) -> list[
     return index
 
 
+def balanced_index(index: list[tuple[int, int]], video_speakers: list[str]) -> list[tuple[int, int]]:
+    """Each speaker's windows repeated round(sqrt(largest speaker's count / theirs)) times: a
+    speaker with one 3 s clip weighs more against one with 90, without its few windows dominating."""
+    counts: dict[str, int] = {}
+    for video, _ in index:
+        counts[video_speakers[video]] = counts.get(video_speakers[video], 0) + 1
+    largest = max(counts.values())
+    repeats = {speaker: max(1, round((largest / count) ** 0.5)) for speaker, count in counts.items()}
+    return [item for item in index for _ in range(repeats[video_speakers[item[0]]])]
+
+
 @dataclass
 class ExpressionVideo:
     key: str  # "<speaker>/<video_id>"
     audio: np.ndarray  # (T, W, M) float16
     mouth: np.ndarray  # (T, n_mouth) float32
     trainable: np.ndarray  # (T,) bool, inside a face segment
+    lip_rest: np.ndarray  # (P, 3) float32 the speaker's identity inner-lip gaps (stage1_losses.rest_gaps)
 
 
 class ExpressionSequences(Dataset):
-    """Stage-1 samples over many speakers: ``{"audio": (L, W, M), "mouth": (L, n_mouth)}``."""
+    """Stage-1 samples over many speakers: ``{"audio": (L, W, M), "mouth": (L, n_mouth),
+    "lip_rest": (P, 3)}`` (the identity's inner-lip gaps, for the mesh loss terms).
+
+    ``utterance_norm``: per-utterance normalised audio windows
+    (:func:`stableface.audio.features.normalise_utterance`), computed over each whole video."""
 
     def __init__(
         self,
@@ -105,19 +123,27 @@ class ExpressionSequences(Dataset):
         n_mouth: int,
         length: int,
         stride: int,
+        utterance_norm: bool = False,
+        balance_speakers: bool = False,
     ):
         self.videos: list[ExpressionVideo] = []
+        rest: dict[str, np.ndarray] = {}
         for speaker, video_id in videos:
+            if speaker not in rest:
+                rest[speaker] = rest_gaps(load_identity(storage, layout, speaker))
             track = VideoTrack.load(storage, layout.video_file(speaker, video_id, TRACK))
             face = VideoFace.load(storage, layout.video_file(speaker, video_id, FACE))
             mouth = face.expression[:, :n_mouth].astype(np.float32)
+            audio = normalise_utterance(track.audio).astype(np.float16) if utterance_norm else track.audio
             self.videos.append(
-                ExpressionVideo(f"{speaker}/{video_id}", track.audio, mouth, track.trainable())
+                ExpressionVideo(f"{speaker}/{video_id}", audio, mouth, track.trainable(), rest[speaker])
             )
         self.length = length
         self.index = window_index([v.trainable for v in self.videos], length, stride)
         if not self.index:
             raise InputError(layout.root, f"no video has {length} frames for a stage-1 window")
+        if balance_speakers:
+            self.index = balanced_index(self.index, [speaker for speaker, _ in videos])
 
     def __len__(self) -> int:
         return len(self.index)
@@ -134,6 +160,7 @@ class ExpressionSequences(Dataset):
         return {
             "audio": torch.from_numpy(source.audio[window].astype(np.float32)),  # (L, W, M)
             "mouth": torch.from_numpy(source.mouth[window]),  # (L, n_mouth)
+            "lip_rest": torch.from_numpy(source.lip_rest),  # (P, 3)
         }
 
 

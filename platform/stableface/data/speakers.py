@@ -12,9 +12,11 @@ from stableface.data.layout import FACE, TRACK, DatasetLayout
 from stableface.data.manifest import STATUS_FAILED, STATUS_OK
 from stableface.data.records import VideoFace, VideoTrack, load_arrays, save_arrays
 from stableface.errors import InputError
+from stableface.face.config import ExpressionBasis
 from stableface.face.face_model import FaceModel, Pose, apply_pose, normalise
 from stableface.face.raster import mouth_masks
 from stableface.io.storage import Storage, join
+from stableface.pretrained import packaged_face_model_uri
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,8 @@ def fit_or_load_face_model(
     if storage.exists(layout.face_model) and not cfg.overwrite:
         logger.info("reusing the dataset's expression basis %s", layout.face_model)
         return layout.face_model, ""
+    if ExpressionBasis(cfg.expression_basis) is ExpressionBasis.packaged:
+        return copy_packaged_basis(cfg, storage, layout), ""
     speakers = [row["speaker"] for row in identity_rows if row.get("status") == STATUS_OK]
     samples = (
         load_arrays(storage, join(layout.speaker_dir(speaker), FIT_SAMPLE))["normalised"]
@@ -96,6 +100,22 @@ def fit_or_load_face_model(
     model.save(layout.face_model, storage)
     logger.info("fitted the shared expression basis on %d speakers -> %s", len(speakers), layout.face_model)
     return layout.face_model, ""
+
+
+def copy_packaged_basis(cfg, storage: Storage, layout: DatasetLayout) -> str:
+    """The pretrained stage 1's expression basis becomes the dataset's (checked against ``cfg.face``)."""
+    uri = packaged_face_model_uri()
+    model = FaceModel.load(uri, Storage())
+    wanted = (cfg.face.n_mouth_components, cfg.face.n_upper_components)
+    if (model.n_mouth, model.n_upper) != wanted:
+        raise InputError(
+            "face.n_mouth_components / face.n_upper_components",
+            f"{wanted} differ from the packaged basis's {(model.n_mouth, model.n_upper)}; "
+            "use expression_basis=fit for other sizes",
+        )
+    storage.write_bytes(layout.face_model, Storage().read_bytes(uri))
+    logger.info("expression basis: the packaged one (%s) -> %s", uri, layout.face_model)
+    return layout.face_model
 
 
 def encode_video(

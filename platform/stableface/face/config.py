@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from stableface.face.segments import DEFAULT_MAX_GAP_FRAMES
+
+
+class ExpressionBasis(str, Enum):
+    """Where a dataset's expression basis (face_model.npz) comes from (``preprocess``)."""
+
+    packaged = "packaged"  # the pretrained stage 1's (stableface/pretrained/face_model.npz)
+    fit = "fit"  # fitted over this dataset's speakers
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from stableface.audio.silence import SilenceGateConfig
 from stableface.errors import InputError
 from stableface.face.segments import DEFAULT_MAX_GAP_FRAMES
 from stableface.provenance.config import CredentialsConfig, WatermarkConfig
@@ -57,6 +58,8 @@ class InferenceConfig:
     # from s1's identity, one of other GRID speakers 0.018-0.057, so no limit tells them apart. With
     # fewer face frames than this the face is not checked, and the dub's row says it was not verified.
     min_identity_frames: int = 25
+    # Silent stretches of the new audio close the mouth (stableface.audio.silence).
+    silence_gate: SilenceGateConfig = field(default_factory=SilenceGateConfig)
     landmark_backend: str = "mediapipe"  # the only backend with the 3D mesh the face model needs
     # Only frames inside face segments are dubbed (stableface.face.segments); the others keep the
     # source's pixels. Gaps of at most this many frames without a face (a detector blink) are

@@ -35,7 +35,9 @@ import numpy as np
 
 from stableface import __version__
 from stableface.audio.features import frames_for_audio, log_mel, window_starts
+from stableface.audio.silence import gate_mouth, mel_levels_db, silence_weights
 from stableface.errors import InputError, errors_naming
+from stableface.face.lips import closed_mouth
 from stableface.inference.composite import composite_face, draw_mark, provenance_tags
 from stableface.inference.config import DubConfig
 from stableface.inference.faces import (
@@ -345,6 +347,8 @@ def plan_dub(
         del speech  # the features are all that is needed from here on
         starts = window_starts(n_frames, source.fps, model.audio)  # (N,)
         mouth = stages.predict_mouth(mel, starts)  # (N, n_mouth)
+        gate = silence_weights(mel_levels_db(mel, starts, model.audio), config.inference.silence_gate)  # (N,)
+        mouth = gate_mouth(mouth, gate, closed_mouth(model.face_model, model.identity))
     source_index = source_index_map(n_frames, source.n_frames)  # (N,)
     expression = source.expression[source_index].copy()  # (N, E)
     expression[:, model.face_model.mouth_slice] = mouth

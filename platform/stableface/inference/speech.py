@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stableface.audio.features import AudioFeatureConfig
+from stableface.audio.features import AudioFeatureConfig, normalise_utterance, utterance_statistics
 from stableface.inference.config import InferenceConfig
 from stableface.inference.timeline import run_in_pieces
 from stableface.models.audio2expression import Audio2Expression
@@ -44,8 +44,13 @@ def predict_mouth(
 
     ``precision``: the autocast to run the network in (None = fp32)."""
 
+    statistics = utterance_statistics(mel, starts, audio_config) if network.config.utterance_norm else None
+
     def mouth(lo: int, hi: int) -> np.ndarray:
-        windows = torch.from_numpy(audio_windows(mel, starts[lo:hi], audio_config)).to(device)  # (L, W, M)
+        windows = audio_windows(mel, starts[lo:hi], audio_config)  # (L, W, M)
+        if statistics is not None:  # the whole utterance's statistics, whichever piece this is
+            windows = normalise_utterance(windows, statistics)
+        windows = torch.from_numpy(windows).to(device)  # (L, W, M)
         return network(windows[None])[0].float().cpu().numpy()  # (L, n_mouth)
 
     with torch.inference_mode(), (precision or Precision(device, False)).autocast():

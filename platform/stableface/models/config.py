@@ -59,6 +59,11 @@ class Audio2ExpressionConfig:
     # Frames each side a frame may attend to; None = the whole sequence. A window keeps long
     # inference sequences in the same regime as short training sequences.
     attention_window: int | None = None
+    # Inputs are per-utterance normalised windows (stableface.audio.features.normalise_utterance),
+    # not the fixed-constant ones datasets store and the renderer reads: a voice, microphone or
+    # level the network never heard shifts its input less. Part of the network's contract, so it
+    # lives here and travels in every checkpoint.
+    utterance_norm: bool = False
 
     def __post_init__(self) -> None:
         _check_heads(self.d_model, self.n_heads, "audio2expression")

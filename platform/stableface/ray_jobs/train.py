@@ -34,12 +34,15 @@ from stableface.io.storage import Storage, join
 from stableface.ray_jobs.runtime import ensure_ray, node_id
 from stableface.training.callbacks import RunCallbacks
 from stableface.training.checkpointing import STATE_FILE, TrainingState, load_state, write_state_dir
+from stableface.training.config import Stage1Init
 from stableface.training.loop import Trainer, WorkerContext
 from stableface.training.pipeline import (
     RunPlan,
+    evaluate_stage1_result,
     export_model,
     load_audio2expression,
     plan_run,
+    reuse_stage1_result,
     run_stage1,
     run_stage2,
     save_stage1_result,
@@ -206,8 +209,12 @@ def run(cfg: TrainJobConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     if stage in ("1", "all"):
         stage_started = time.monotonic()
-        state = fit_stage(stage1_worker, {"cfg": cfg, "plan": plan}, plan.run_name("stage1"), cfg, plan)
-        save_stage1_result(state, plan, storage)
+        if Stage1Init(cfg.schedule.stage1.init) is Stage1Init.reuse:
+            reuse_stage1_result(cfg, plan, storage)
+        else:
+            state = fit_stage(stage1_worker, {"cfg": cfg, "plan": plan}, plan.run_name("stage1"), cfg, plan)
+            save_stage1_result(state, plan, storage)
+        result_stage1 = evaluate_stage1_result(cfg, plan, storage)
         timings["stage1"] = round(time.monotonic() - stage_started, 1)
     models: dict[str, Any] = {}
     if stage in ("2", "all"):
@@ -224,6 +231,7 @@ def run(cfg: TrainJobConfig) -> dict[str, Any]:
     result = {
         "run_uri": plan.run_uri,
         "audio2expression_uri": plan.audio2expression_uri,
+        "stage1_heldout": result_stage1.get("groups", {}) if stage in ("1", "all") else {},
         "models": models,
         "seconds": round(time.monotonic() - started, 1),
     }

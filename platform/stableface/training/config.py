@@ -12,8 +12,17 @@ lr 1e-4 for the renderer and 1e-6 for the smoothing). The discriminator trains t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from stableface.errors import InputError
+
+
+class Stage1Init(str, Enum):
+    """Where stage 1 starts (see :mod:`stableface.training.pretrained`)."""
+
+    scratch = "scratch"  # random weights
+    finetune = "finetune"  # the packaged pretrained audio2expression, trained further on this dataset
+    reuse = "reuse"  # the packaged weights as they are: stage 1 does not train
 
 
 @dataclass
@@ -29,6 +38,16 @@ class Stage1Config:
     # Weight of the L1 on frame-to-frame differences: matching the motion, not only the poses,
     # keeps the predicted mouth from jittering around a correct mean.
     velocity_weight: float = 1.0
+    # Articulation terms (stableface.training.stage1_losses); 0 switches a term off. Second
+    # differences of the coefficients (the trajectory's lip MSI is an acceleration variance):
+    acceleration_weight: float = 0.0
+    # L1 on the inner-lip gaps of the decoded mesh (canonical units, 1 = outer eye-corner distance):
+    opening_weight: float = 0.0
+    # |std over time of the predicted inner-lip gaps - the real ones'| per sequence: pays for the
+    # mean-regressed, barely moving mouth that L1 alone converges to.
+    amplitude_weight: float = 0.0
+    # |std over time of the predicted lip-vertex accelerations - the real ones'|: lip MSI matching.
+    lip_motion_weight: float = 0.0
     grad_clip: float | None = 1.0  # max global gradient norm; None = no clipping
     max_steps: int | None = None  # stop early (tests, benchmarks); None = run every epoch
     # Stop after this much training time (over all attempts, setup excluded): a run on a shared
@@ -38,6 +57,12 @@ class Stage1Config:
     # Wav2Lip's expert idea on the face model's lips); 0 = off (and off in every preset).
     sync_weight: float = 0.0
     sync_expert: str | None = None  # the expert's checkpoint URI; None = the weights shipped in the package
+    # Repeat the windows of speakers with little footage (sqrt of the size ratio to the largest).
+    balance_speakers: bool = False
+    # Speakers kept out of stage 1 entirely (leave-speakers-out validation, evaluated after it).
+    heldout_speakers: list[str] = field(default_factory=list)
+    # Where stage 1 starts: random weights, or the packaged pretrained ones (fine-tuned or reused).
+    init: Stage1Init = Stage1Init.scratch
 
 
 @dataclass

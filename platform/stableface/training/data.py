@@ -44,6 +44,18 @@ def speaker_split(
     return split_videos(speaker_videos(storage, layout, speaker), config.holdout, config.seed)
 
 
+def stage1_split(
+    storage: Storage, layout: DatasetLayout, speaker: str, config: TrainConfig
+) -> tuple[list[str], list[str]]:
+    """(training, held-out) video ids of one stage-1 speaker: :func:`speaker_split`, except that a
+    speaker with no more videos than ``holdout`` (one in-the-wild clip) trains on all of them;
+    leave-speakers-out validation (``stage1.heldout_speakers``) covers such speakers."""
+    videos = speaker_videos(storage, layout, speaker)
+    if len(videos) <= config.holdout:
+        return videos, []
+    return split_videos(videos, config.holdout, config.seed)
+
+
 def load_face_model(storage: Storage, layout: DatasetLayout, model_config: ModelConfig) -> FaceModel:
     face_model = FaceModel.load(layout.face_model, storage)
     if face_model.expression_dim != model_config.smoothing.expression_dim:
@@ -71,7 +83,7 @@ def stage1_dataset(
     """Audio -> mouth windows of every training video of ``speakers`` (held-out videos excluded)."""
     videos = []
     for speaker in speakers:
-        train_ids, _ = speaker_split(storage, layout, speaker, config)
+        train_ids, _ = stage1_split(storage, layout, speaker, config)
         videos.extend((speaker, video_id) for video_id in train_ids)
     dataset = ExpressionSequences(
         storage,
@@ -80,6 +92,8 @@ def stage1_dataset(
         n_mouth=model_config.audio2expression.mouth_dim,
         length=config.stage1.sequence_length,
         stride=config.stage1.stride,
+        utterance_norm=model_config.audio2expression.utterance_norm,
+        balance_speakers=config.stage1.balance_speakers,
     )
     logger.info("stage 1: %d videos of %d speakers, %d windows of %d frames", len(videos), len(speakers),
                 len(dataset), config.stage1.sequence_length)  # fmt: skip

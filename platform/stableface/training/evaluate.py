@@ -36,12 +36,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from stableface.audio.features import AudioFeatureConfig, normalise_utterance
+from stableface.audio.silence import SilenceGateConfig, frame_levels_db, gate_mouth, silence_weights
 from stableface.data.sequences import PIXEL_SCALE, RenderVideo, to_unit_range
 from stableface.errors import InputError
 from stableface.face.erosion import blank_masked
 from stableface.face.face_model import FaceModel, Pose, apply_pose
 from stableface.face.ibug import mediapipe_to_ibug68
 from stableface.face.landmarks import LandmarkBackend, track_landmarks
+from stableface.face.lips import closed_mouth
 from stableface.face.raster import mouth_masks, render_shapes
 from stableface.metrics.lipsync import SyncExpert
 from stableface.metrics.nlmd import nlmd
@@ -77,10 +80,29 @@ class EvalNetworks:
 
 @torch.no_grad()
 def predict_mouth(audio2expression: nn.Module, audio: np.ndarray, device: torch.device) -> np.ndarray:
-    """(T, W, M) audio windows -> (T, n_mouth) float32 mouth coefficients."""
+    """(T, W, M) audio windows (a whole clip, as datasets store them) -> (T, n_mouth) float32 mouth
+    coefficients; per-utterance normalised first if the network takes them so."""
     audio2expression.eval()
-    windows = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None].to(device)  # (1, T, W, M)
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio2expression.config.utterance_norm:
+        audio = normalise_utterance(audio)
+    windows = torch.from_numpy(audio)[None].to(device)  # (1, T, W, M)
     return audio2expression(windows)[0].float().cpu().numpy()
+
+
+def gated_mouth(
+    audio2expression: nn.Module,
+    audio: np.ndarray,
+    face_model: FaceModel,
+    identity: np.ndarray,
+    device: torch.device,
+    gate: SilenceGateConfig | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What dubbing drives the mouth with: the prediction from (T, W, M) stored windows, then the
+    silence gate (stableface.audio.silence) -> ((T, n_mouth) coefficients, (T,) gate weights)."""
+    mouth = predict_mouth(audio2expression, audio, device)  # (T, n_mouth)
+    weights = silence_weights(frame_levels_db(audio, AudioFeatureConfig()), gate or SilenceGateConfig())
+    return gate_mouth(mouth, weights, closed_mouth(face_model, identity)), weights
 
 
 def posed_meshes(
@@ -250,7 +272,7 @@ def evaluate_video(
     """Metrics of one held-out clip in both modes, and its frames per mode (plus ``real``)."""
     size = video.frames.shape[1]
     source = video.expression  # (T, E)
-    mouth = predict_mouth(networks.audio2expression, video.audio, networks.device)  # (T, n_mouth)
+    mouth, _ = gated_mouth(networks.audio2expression, video.audio, face_model, identity, networks.device)
     driven = source.copy()
     driven[:, face_model.mouth_slice] = mouth
     real_mesh = posed_meshes(face_model, identity, source, video.pose)  # (T, 478, 3)

@@ -28,7 +28,7 @@ from stableface.audio.features import AudioFeatureConfig
 from stableface.config.jobs import TrainJobConfig
 from stableface.data.catalog import validate_id
 from stableface.data.layout import VIDEO_META, DatasetLayout
-from stableface.data.sequences import load_render_video
+from stableface.data.sequences import load_render_video, speaker_videos
 from stableface.data.speakers import load_identity
 from stableface.errors import InputError
 from stableface.face.erosion import ErosionConfig
@@ -47,12 +47,13 @@ from stableface.models.networks import (
 from stableface.speaker_model import MODEL_FILE
 from stableface.training.callbacks import LocalCallbacks, RunCallbacks
 from stableface.training.checkpointing import STATE_FILE, TrainingState, load_state
-from stableface.training.config import stage2_length
+from stableface.training.config import Stage1Init, stage2_length
 from stableface.training.data import (
     dataset_speakers,
     load_face_model,
     speaker_split,
     stage1_dataset,
+    stage1_split,
     stage2_dataset,
 )
 from stableface.training.evaluate import (
@@ -63,11 +64,14 @@ from stableface.training.evaluate import (
     strip_image,
     summarise,
 )
+from stableface.training.evaluate_stage1 import HeldoutClip, evaluate_stage1
 from stableface.training.export import export_speaker_model
 from stableface.training.loop import WorkerContext, unwrap
+from stableface.training.pretrained import initial_audio2expression
 from stableface.training.references import set_speaker_references
 from stableface.training.run_log import encode_png, record_attempt, record_worker
 from stableface.training.stage1 import train_stage1
+from stableface.training.stage1_losses import LipGeometry
 from stableface.training.stage2 import has_parameters, train_stage2
 from stableface.utils.serialise import from_dict, to_dict
 
@@ -127,8 +131,13 @@ def plan_run(cfg: TrainJobConfig, storage: Storage) -> RunPlan:
     layout = DatasetLayout(cfg.dataset_uri)
     available = dataset_speakers(storage, layout)
     speakers = [cfg.speaker] if cfg.speaker else available
-    stage1_speakers = list(cfg.stage1_speakers) or available
-    for name, chosen in (("speaker", speakers), ("stage1_speakers", stage1_speakers)):
+    heldout_speakers = list(cfg.schedule.stage1.heldout_speakers)
+    stage1_speakers = [s for s in (list(cfg.stage1_speakers) or available) if s not in heldout_speakers]
+    for name, chosen in (
+        ("speaker", speakers),
+        ("stage1_speakers", stage1_speakers),
+        ("schedule.stage1.heldout_speakers", heldout_speakers),
+    ):
         unknown = sorted(set(chosen) - set(available))
         if unknown:
             raise InputError(
@@ -194,7 +203,8 @@ def run_stage1(
     storage, layout = Storage(cfg.storage), DatasetLayout(cfg.dataset_uri)
     seed_everything(cfg.schedule.seed)
     dataset = stage1_dataset(storage, layout, plan.stage1_speakers, cfg.schedule, plan.model_config)
-    model = prepare(build_audio2expression(plan.model_config))
+    face_model = load_face_model(storage, layout, plan.model_config)
+    model = prepare(initial_audio2expression(cfg.schedule.stage1.init, plan.model_config, face_model))
     start_step = state.step if state else 0
     logs_uri = plan.logs_uri("stage1")
     attempt = _announce(storage, logs_uri, "stage1", context, start_step)
@@ -213,7 +223,8 @@ def run_stage1(
         sync_loss = stage1_sync_loss(cfg.schedule.stage1, load_face_model(storage, layout, plan.model_config))
         _, final = train_stage1(
             model, dataset, cfg.schedule, context, callbacks, state.trainer if state else None,
-            sync_loss.to(context.device) if sync_loss is not None else None,
+            sync_loss=sync_loss.to(context.device) if sync_loss is not None else None,
+            geometry=LipGeometry.from_face_model(face_model),
         )  # fmt: skip
     finally:
         callbacks.close()
@@ -228,6 +239,53 @@ def save_stage1_result(state: TrainingState, plan: RunPlan, storage: Storage) ->
     extra = {"stage1_metrics": state.extra.get("metrics", {}), "steps": state.step}
     save_checkpoint(plan.audio2expression_uri, config, {"audio2expression": network}, extra, storage)
     return plan.audio2expression_uri
+
+
+def reuse_stage1_result(cfg: TrainJobConfig, plan: RunPlan, storage: Storage) -> str:
+    """``schedule.stage1.init=reuse``: the packaged weights (checked) become this run's stage-1 result."""
+    face_model = load_face_model(storage, DatasetLayout(cfg.dataset_uri), plan.model_config)
+    network = initial_audio2expression(Stage1Init.reuse, plan.model_config, face_model)
+    extra = {"stage1_metrics": {}, "steps": 0, "init": Stage1Init.reuse.value}
+    save_checkpoint(
+        plan.audio2expression_uri, plan.model_config, {"audio2expression": network}, extra, storage
+    )
+    logger.info(
+        "stage 1: reusing the packaged pretrained weights as they are -> %s", plan.audio2expression_uri
+    )
+    return plan.audio2expression_uri
+
+
+def stage1_heldout_clips(cfg: TrainJobConfig, plan: RunPlan, storage: Storage) -> list[HeldoutClip]:
+    """Clips stage 1 never trained on: every clip of the held-out speakers, and the held-out clips
+    of the training speakers (grouped by speaker, held-out speakers under "heldout_speakers")."""
+    layout = DatasetLayout(cfg.dataset_uri)
+    clips = [
+        HeldoutClip("heldout_speakers", speaker, video_id)
+        for speaker in cfg.schedule.stage1.heldout_speakers
+        for video_id in speaker_videos(storage, layout, speaker)
+    ]
+    for speaker in plan.stage1_speakers:
+        _, heldout = stage1_split(storage, layout, speaker, cfg.schedule)
+        clips.extend(HeldoutClip(speaker, speaker, video_id) for video_id in heldout)
+    return clips
+
+
+def evaluate_stage1_result(cfg: TrainJobConfig, plan: RunPlan, storage: Storage) -> dict[str, Any]:
+    """Held-out mesh metrics of the stage-1 result (:mod:`.evaluate_stage1`), written to
+    ``<run>/stage1/logs/eval/summary.json``; empty when nothing is held out."""
+    clips = stage1_heldout_clips(cfg, plan, storage)
+    if not clips:
+        return {}
+    started = time.monotonic()
+    layout = DatasetLayout(cfg.dataset_uri)
+    network, _ = load_audio2expression(plan.audio2expression_uri, plan.model_config, storage)
+    face_model = load_face_model(storage, layout, plan.model_config)
+    summary, _ = evaluate_stage1(network, clips, face_model, storage, layout)
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    storage.write_json(join(plan.logs_uri("stage1"), EVAL_DIR, EVAL_SUMMARY), summary)
+    for group, means in summary["groups"].items():
+        logger.info("stage 1 held-out %s: %s", group, {k: round(v, 3) for k, v in means.items()})
+    return summary
 
 
 def load_audio2expression(uri: str, model_config: ModelConfig, storage: Storage) -> tuple[nn.Module, dict]:
@@ -461,12 +519,21 @@ def _train_in_process(
     if str(cfg.stage) in ("1", "all"):
         run_dir = join(plan.run_uri, plan.run_name("stage1"))
         started = time.monotonic()
-        run_stage1(
-            cfg, plan, context, prepare, callbacks_for(run_dir), _local_state(storage, run_dir, cfg.overwrite)
-        )
-        save_stage1_result(
-            load_state(join(run_dir, LOCAL_CHECKPOINT_DIR, STATE_FILE), storage), plan, storage
-        )
+        if Stage1Init(cfg.schedule.stage1.init) is Stage1Init.reuse:
+            reuse_stage1_result(cfg, plan, storage)
+        else:
+            run_stage1(
+                cfg,
+                plan,
+                context,
+                prepare,
+                callbacks_for(run_dir),
+                _local_state(storage, run_dir, cfg.overwrite),
+            )
+            save_stage1_result(
+                load_state(join(run_dir, LOCAL_CHECKPOINT_DIR, STATE_FILE), storage), plan, storage
+            )
+        evaluate_stage1_result(cfg, plan, storage)
         timings["stage1"] = round(time.monotonic() - started, 1)
     summaries = {}
     if str(cfg.stage) in ("2", "all"):

@@ -3,7 +3,7 @@
 Writes ``<output_uri>/lipsync.pt`` (config inside, fp16 weights) and ``<output_uri>/lipsync_eval.json``
 (the held-out figures of the model card). The shipped weights were made with
 
-    stableface train-sync dataset_uri=/work/cache/all_ds output_uri=platform/stableface/models/weights
+    stableface train-sync dataset_uri=outputs/datasets/all output_uri=platform/stableface/models/weights
 
 It runs in this process (one small network, minutes on a CPU): no Ray cluster is involved.
 """

@@ -15,8 +15,8 @@ T = TypeVar("T")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A plain, JSON/YAML-serialisable dict of a config dataclass."""
-    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)  # type: ignore[return-value]
+    """A plain, JSON/YAML-serialisable dict of a config dataclass (enums as their names)."""
+    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
 def from_dict(schema: type[T], data: dict[str, Any]) -> T:
