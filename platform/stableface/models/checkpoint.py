@@ -66,17 +66,28 @@ def save_models(
     save_checkpoint(uri, models.config, {name: getattr(models, name) for name in COMPONENTS}, extra, storage)
 
 
-def read_checkpoint(uri: str, storage: Storage | None = None) -> Checkpoint:
+def read_payload(
+    uri: str, format_name: str, version: int, what: str, storage: Storage | None = None
+) -> dict[str, Any]:
+    """A torch checkpoint's payload dict, checked to be ``format_name`` at ``version``.
+
+    Unreadable files, other formats and other versions raise :class:`InputError` naming ``uri``;
+    ``what`` names the kind of checkpoint in the message."""
     storage = storage or Storage()
     with storage.local_copy(uri) as path:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
             raise InputError(uri, f"not a readable torch checkpoint ({error})") from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(uri, f"not a StableFace model checkpoint (no format '{CHECKPOINT_FORMAT}')")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise InputError(uri, f"checkpoint version {payload.get('version')} is not {CHECKPOINT_VERSION}")
+    if not isinstance(payload, dict) or payload.get("format") != format_name:
+        raise InputError(uri, f"not a {what} checkpoint (no format '{format_name}')")
+    if payload.get("version") != version:
+        raise InputError(uri, f"checkpoint version {payload.get('version')} is not {version}")
+    return payload
+
+
+def read_checkpoint(uri: str, storage: Storage | None = None) -> Checkpoint:
+    payload = read_payload(uri, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "StableFace model", storage)
     config = from_dict(ModelConfig, payload["config"])
     return Checkpoint(config=config, state_dicts=payload["state_dicts"], extra=payload.get("extra", {}))
 

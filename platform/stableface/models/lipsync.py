@@ -127,22 +127,10 @@ def save_lipsync(uri: str, model: LipSyncNet, extra: dict | None = None, storage
 
 def load_lipsync(uri: str, storage=None) -> tuple[LipSyncNet, dict]:
     """The network rebuilt from the checkpoint's own config, in eval mode, and the checkpoint's ``extra``."""
-    import pickle
+    from stableface.models.checkpoint import read_payload
+    from stableface.utils.serialise import from_dict
 
-    from stableface.config import from_dict
-    from stableface.errors import InputError
-    from stableface.io.storage import Storage
-
-    storage = storage or Storage()
-    with storage.local_copy(uri) as path:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
-            raise InputError(uri, f"not a readable torch checkpoint ({error})") from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(uri, f"not a lip-sync expert checkpoint (no format '{CHECKPOINT_FORMAT}')")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise InputError(uri, f"checkpoint version {payload.get('version')} is not {CHECKPOINT_VERSION}")
+    payload = read_payload(uri, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "lip-sync expert", storage)
     model = LipSyncNet(from_dict(LipSyncConfig, payload["config"]))
     model.load_state_dict({name: tensor.float() for name, tensor in payload["state_dict"].items()})
     return model.eval(), payload.get("extra", {})
