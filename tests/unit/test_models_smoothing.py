@@ -111,3 +111,18 @@ def test_kernel_and_weight_radii_are_how_far_one_smoothed_frame_reaches(mode):
         assert expression_reach.max() == 7 + weight_radius(config)
     else:
         assert expression.grad is None or not expression.grad.any()
+
+
+@pytest.mark.parametrize("sigma", [0.4, 1.0])
+def test_untrained_adaptive_weights_start_as_the_gaussian_of_sigma(sigma):
+    """A fresh sigmoid head would give the uniform K-tap average (a box filter, which removes speech
+    at 5 Hz); the head is initialised so every frame starts with the Gaussian kernel instead."""
+    torch.manual_seed(0)
+    config = SmoothingConfig(mode="adaptive", kernel_size=5, sigma=sigma)
+    smoothing = TemporalSmoothing(config).eval()
+    expression = 3.0 * torch.randn(2, 40, config.expression_dim)  # (B, T, E), far from zero
+    weights = smoothing.weights(expression)  # (B, T, K)
+    expected = gaussian_kernel(5, sigma).expand_as(weights)
+    torch.testing.assert_close(weights, expected, atol=0.02, rtol=0.0)
+    uniform = torch.full_like(weights, 1.0 / 5)
+    assert (weights - uniform).abs().max() > 0.1

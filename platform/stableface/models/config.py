@@ -80,7 +80,7 @@ class SmoothingConfig:
     expression_dim: int = 53  # input of the adaptive weight network (32 mouth + 21 upper)
     channels: list[int] = field(default_factory=lambda: [32, 32, 16, 16])  # Conv1D-BN-ReLU widths
     conv_kernel: int = 3
-    sigma: float = 1.0  # frames; the gaussian mode's kernel and the global mode's initial kernel
+    sigma: float = 1.0  # frames; the gaussian mode's kernel, the global and adaptive modes' initial one
 
     def __post_init__(self) -> None:
         if self.mode not in SMOOTHING_MODES:

@@ -6,6 +6,10 @@ Three ways to get the weights W (paper Fig. 9), each normalised to sum to 1 per 
 - ``global``: one learnable kernel shared by all frames (initialised to the Gaussian);
 plus ``none`` (no smoothing; weight 1 on the frame itself) for the Table V ablation.
 The sequence ends are replicate-padded.
+
+The adaptive network starts out predicting the Gaussian of ``sigma`` for every frame, not the
+uniform K-tap average a fresh sigmoid head gives: a 5-frame box filter has its first zero at
+5 Hz at 25 fps, the syllable rate, so an untrained (or briefly trained) network removed speech.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from torch import nn
 
 from stableface.models.checks import TensorShapeError, check_shape
 from stableface.models.config import SmoothingConfig
+
+INITIAL_CENTRE_PROBABILITY = 0.5  # the centre tap's sigmoid output at init: where its gradient is largest
+INITIAL_HEAD_GAIN = 0.01  # shrinks the head's weights so the initial kernel barely depends on the input
 
 
 def gaussian_kernel(kernel_size: int, sigma: float) -> torch.Tensor:
@@ -37,6 +44,15 @@ def apply_temporal_kernel(sequence: torch.Tensor, weights: torch.Tensor) -> torc
     for tap in range(kernel_size):
         smoothed = smoothed + weights[:, :, tap, None] * padded[:, tap : tap + frames]  # (B, T, D)
     return smoothed.view_as(sequence)
+
+
+@torch.no_grad()
+def initialise_head(head: nn.Conv1d, kernel: torch.Tensor) -> None:
+    """Set the sigmoid head so that its normalised outputs start as ``kernel`` (K,) for any input:
+    biases = logit(p) with p proportional to the kernel (normalisation keeps only the ratios)."""
+    probabilities = INITIAL_CENTRE_PROBABILITY * kernel / kernel.max()  # (K,) in (0, 0.5]
+    head.bias.copy_(torch.logit(probabilities.double()).float())
+    head.weight.mul_(INITIAL_HEAD_GAIN)
 
 
 class AdaptiveWeights(nn.Module):
@@ -63,6 +79,7 @@ class AdaptiveWeights(nn.Module):
             nn.Sigmoid(),
         ]
         self.net = nn.Sequential(*layers)
+        initialise_head(layers[-2], gaussian_kernel(config.kernel_size, config.sigma))
 
     def forward(self, expression: torch.Tensor) -> torch.Tensor:
         """(B, T, E) expression -> (B, T, K) positive weights, each row summing to 1."""
