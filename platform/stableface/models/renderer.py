@@ -6,6 +6,7 @@ fusion     audio features modulate the image features            (switch: audio_
 res blocks 8 x (conv 3x3, IN, leaky ReLU, conv 3x3, IN) + skip
 dependency transformer over the T*p*p patches of a sequence        (switch: dependency)
 decoder    two transposed conv 4x4 s2 (IN + leaky ReLU), conv 7x7, tanh
+           (with warped_texture one more channel: a per-pixel blend of the warped texture)
 composite  prediction inside the blanked region, the background elsewhere (switch: composite_background)
 Every stage but the dependency module sees one frame at a time. With ``reference_frames`` = R > 0,
 R fixed frames of the speaker (a buffer set by :meth:`Renderer.set_references` before training,
@@ -13,7 +14,9 @@ saved with the weights) are 3R more input channels of every frame. With ``warped
 texture frame of the speaker and its mesh (buffers set by :meth:`Renderer.set_texture`, saved with
 the weights) are warped to every frame's face shape outside the network
 (:func:`stableface.face.warp.warp_texture`, see :meth:`Renderer.warp_source`), and the warped
-texture is 3 more input channels: the network copies the speaker's pixels where the warp has them.
+texture is 3 more input channels, and a 4th decoder channel is a per-pixel blend weight between
+the warped texture and the network's own colours: where the warp has the speaker's pixels the
+network may pass them through instead of having to learn to reproduce them.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ BACKGROUND_CHANNELS = 3
 REFERENCE_CHANNELS = 3  # each reference frame is an RGB crop
 WARPED_CHANNELS = 3  # the warped texture is an RGB crop
 OUTPUT_CHANNELS = 3
+BLEND_CHANNELS = 1  # with warped_texture: the weight of the warped texture per output pixel
 STEM_KERNEL = 7  # the first encoder conv and the last decoder conv
 DOWN_KERNEL = 4  # stride-2 convs and transposed convs
 RES_KERNEL = 3
@@ -125,11 +129,11 @@ class Renderer(nn.Module):
                 dropout=config.dropout,
                 max_frames=config.sequence_length,
             )
+        decoded = OUTPUT_CHANNELS + BLEND_CHANNELS * config.warped_texture
         self.decoder = nn.Sequential(
             upconv_norm_act(c3, c2, slope),  # (N, c2, S/2, S/2)
             upconv_norm_act(c2, c1, slope),  # (N, c1, S, S)
-            nn.Conv2d(c1, OUTPUT_CHANNELS, STEM_KERNEL, padding=STEM_KERNEL // 2),  # (N, 3, S, S)
-            nn.Tanh(),
+            nn.Conv2d(c1, decoded, STEM_KERNEL, padding=STEM_KERNEL // 2),  # (N, 3 [+ 1], S, S)
         )
 
     def set_references(self, frames: torch.Tensor) -> None:
@@ -202,7 +206,14 @@ class Renderer(nn.Module):
         x = self.res_blocks(x)  # (B*T, C, S/4, S/4)
         if self.dependency is not None:
             x = self.dependency(x, frames)  # (B*T, C, S/4, S/4)
-        frames_out = self.decoder(x)  # (B*T, 3, S, S)
+        decoded = self.decoder(x)  # (B*T, 3 [+ 1], S, S)
+        frames_out = torch.tanh(decoded[:, :OUTPUT_CHANNELS])  # (B*T, 3, S, S)
+        if self.config.warped_texture:
+            flat_warped = warped.flatten(0, 1).to(frames_out.dtype)  # (B*T, 3, S, S)
+            # The warp has no pixels outside the target mesh (0 there: blanked, see blanked_region).
+            has_warp = 1.0 - blanked_region(flat_warped)  # (B*T, 1, S, S)
+            blend = torch.sigmoid(decoded[:, OUTPUT_CHANNELS:]) * has_warp  # (B*T, 1, S, S)
+            frames_out = blend * flat_warped + (1.0 - blend) * frames_out  # (B*T, 3, S, S)
         if self.config.composite_background:
             region = blanked_region(flat_background)  # (B*T, 1, S, S)
             frames_out = region * frames_out + (1.0 - region) * flat_background.to(frames_out.dtype)
