@@ -160,6 +160,10 @@ class Renderer(nn.Module):
         """The texture frame to warp to each frame's face shape (None without ``warped_texture``)."""
         if self.texture is None:
             return None
+        if not self.texture_vertices.any():
+            raise TensorShapeError(
+                "texture frame", "the renderer has warped_texture but no texture (set_texture)"
+            )
         return WarpTexture(
             image=self.texture.cpu().numpy(), vertices=self.texture_vertices.cpu().numpy().astype(np.float32)
         )
