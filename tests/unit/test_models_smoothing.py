@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from stableface.models import SmoothingConfig, count_parameters
 from stableface.models.checks import TensorShapeError
-from stableface.models.smoothing import TemporalSmoothing, kernel_radius, weight_radius
+from stableface.models.smoothing import TemporalSmoothing, gaussian_kernel, kernel_radius, weight_radius
 
 EXPRESSION_DIM = 53
 
