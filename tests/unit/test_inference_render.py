@@ -102,7 +102,7 @@ def input_dependent(smoothing):
     initialised to (nearly) the same Gaussian for every input."""
     smoothing = copy.deepcopy(smoothing)
     with torch.no_grad():
-        smoothing.adaptive.net[-2].weight.div_(INITIAL_HEAD_GAIN)
+        smoothing.adaptive.head.weight.div_(INITIAL_HEAD_GAIN)
     return smoothing
 
 

@@ -79,7 +79,12 @@ class AdaptiveWeights(nn.Module):
             nn.Sigmoid(),
         ]
         self.net = nn.Sequential(*layers)
-        initialise_head(layers[-2], gaussian_kernel(config.kernel_size, config.sigma))
+        initialise_head(self.head, gaussian_kernel(config.kernel_size, config.sigma))
+
+    @property
+    def head(self) -> nn.Conv1d:
+        """The last convolution, whose K outputs go through the sigmoid."""
+        return self.net[-2]
 
     def forward(self, expression: torch.Tensor) -> torch.Tensor:
         """(B, T, E) expression -> (B, T, K) positive weights, each row summing to 1."""
