@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", help="quality: the variant's name (its output folder)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="quality: a train-job override of the variant (repeatable)")  # fmt: skip
+    parser.add_argument("--steps", type=int, metavar="N",
+                        help="quality: train the renderer exactly N steps (no time cap), so machine load "
+                             "does not change a comparison")  # fmt: skip
     args = parser.parse_args(argv)
     configure_logging()
     names = args.names or available()
@@ -40,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     variant = {k: v for k, v in (("model", args.model), ("label", args.label)) if v}
     if args.overrides:
         variant["overrides"] = args.overrides
+    if args.steps is not None:
+        variant["steps"] = args.steps
     if variant and names != ["quality"]:
-        parser.error("--model, --label and --set are options of the quality benchmark alone")
+        parser.error("--model, --label, --set and --steps are options of the quality benchmark alone")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     for name in names:
         module = importlib.import_module(f"bench.bench_{name}")

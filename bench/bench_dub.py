@@ -80,24 +80,33 @@ def _speaker_model(preset: str, folder: Path) -> str:
     from stableface.face.config import FaceConfig
     from stableface.face.face_model import FaceModel
     from stableface.face.landmarks import MediaPipeBackend, track_landmarks
-    from stableface.face.tracking import crop_points, stable_crop_box
-    from stableface.io.video import iter_frames
+    from stableface.face.tracking import crop_image, crop_points, stable_crop_box
+    from stableface.face.warp import WarpTexture
+    from stableface.io.video import iter_frames, read_frames
     from stableface.models import build_models, compose_model_config
     from stableface.speaker_model import SpeakerModel
 
     config = compose_model_config(preset, "full")
     face_config = FaceConfig(crop_size=config.renderer.image_size, min_fit_frames=100)
     base, backend, shapes = FaceModel.from_assets(face_config), MediaPipeBackend(), []
+    texture = None  # a renderer with warped_texture warps the first clip's first crop
     for clip in grid_clips(FACE_MODEL_CLIPS):
         track = track_landmarks(iter_frames(clip), backend)
         box = stable_crop_box(track.mesh, track.present, face_config)
-        shapes.append(base.normalise(crop_points(track.mesh, box))[0])
+        mesh = crop_points(track.mesh, box)  # (T, 478, 3) crop pixels
+        shapes.append(base.normalise(mesh)[0])
+        if texture is None:
+            crop = crop_image(read_frames(clip)[0], box.affines()[0], face_config.crop_size)
+            texture = WarpTexture(crop, mesh[0, :, :2].astype(np.float32))
     backend.close()
     torch.manual_seed(0)
     speaker_shapes = np.concatenate(shapes)
+    networks = build_models(config).eval()
+    if config.renderer.warped_texture:
+        networks.renderer.set_texture(texture)
     model = SpeakerModel(
         speaker="s1",
-        networks=build_models(config).eval(),
+        networks=networks,
         face_model=base.fit([speaker_shapes]),
         identity=FaceModel.identity_of(speaker_shapes),
         crop_size=config.renderer.image_size,

@@ -8,7 +8,9 @@ two variants differ only in their renderer, its inputs and its losses.
 
 ``--quick`` trains with the ``demo`` schedule (the ``make demo`` model: minutes on 2 cores);
 without it, the preset's own schedule (``cpu``: under an hour). A variant is a set of train-job
-overrides (``--set model.renderer.x=y``, repeatable) and a ``--label``; each writes, under
+overrides (``--set model.renderer.x=y``, repeatable) and a ``--label``; ``--steps N`` trains the
+renderer exactly N steps instead of to the schedule's time cap, so that two variants measured under
+different machine load train alike. Each writes, under
 ``outputs/bench/quality/<label>/``:
 
 - ``table.json`` / ``table.md``: the held-out means of the evaluation (face-crop SSIM, NLMD, mouth
@@ -32,6 +34,7 @@ import cv2
 import numpy as np
 
 from bench.common import shared_data
+from stableface.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +131,11 @@ def _markdown(rows: dict[str, dict]) -> str:
 
 
 def run(
-    quick: bool, model: str = "cpu", label: str | None = None, overrides: list[str] | None = None
+    quick: bool,
+    model: str = "cpu",
+    label: str | None = None,
+    overrides: list[str] | None = None,
+    steps: int | None = None,
 ) -> dict:
     import ray
 
@@ -136,6 +143,11 @@ def run(
     from stableface.ray_jobs.train import run as train
 
     overrides = list(overrides or [])
+    if steps is not None:
+        if steps <= 0:
+            raise InputError("--steps", f"{steps} renderer steps: needs at least 1")
+        # A step count, not the time cap: the same training whatever the machine's load.
+        overrides += [f"schedule.stage2.max_steps={steps}", "schedule.stage2.max_minutes=null"]
     schedule = QUICK_SCHEDULE if quick else model
     label = label or f"{model}-{schedule}"
     out = (ROOT / label).resolve()
@@ -149,7 +161,9 @@ def run(
         ray.shutdown()
     summary = json.loads((Path(result["models"][SPEAKER]["model_uri"]) / "summary.json").read_text())
     heldout = summary["heldout"]
-    flags = "".join(f" --set {o}" for o in overrides)
+    step_flags = [f"schedule.stage2.max_steps={steps}", "schedule.stage2.max_minutes=null"] if steps else []
+    flags = "".join(f" --set {o}" for o in overrides if o not in step_flags)
+    flags += f" --steps {steps}" if steps else ""
     command = f"`python -m bench quality{' --quick' if quick else ''} --model {model} --label {label}{flags}`"
     row = {
         "model": model,

@@ -39,14 +39,17 @@ STAGES = ("encoder", "audio_encoder", "fusion", "res_blocks", "dependency", "dec
 GIGA = 1e9
 
 
-def _inputs(config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _inputs(config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     frames, size = config.renderer.sequence_length, config.renderer.image_size
     window, mels = config.audio_encoder.window, config.audio_encoder.n_mels
     generator = torch.Generator().manual_seed(0)
     background = torch.rand(BATCH, frames, 3, size, size, generator=generator) * 2 - 1
     shape = torch.rand(BATCH, frames, 1, size, size, generator=generator)
     audio = torch.randn(BATCH, frames, window, mels, generator=generator)
-    return background, shape, audio
+    warped = None  # the warped-texture input of a preset that has one
+    if config.renderer.warped_texture:
+        warped = torch.rand(BATCH, frames, 3, size, size, generator=generator) * 2 - 1
+    return background, shape, audio, warped
 
 
 def _interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -67,17 +70,17 @@ def _measure(preset: str, precisions: dict[str, Precision], repeats: int) -> dic
     config = compose_model_config(preset, "full")
     models = build_models(config).eval()
     renderer = models.renderer
-    background, shape, audio = _inputs(config)
+    background, shape, audio, warped = _inputs(config)
     frames = BATCH * config.renderer.sequence_length
 
     def forward(precision: Precision) -> torch.Tensor:
         with torch.no_grad(), precision.autocast():
-            return renderer(background, shape, audio).float()  # (B, T, 3, S, S)
+            return renderer(background, shape, audio, warped).float()  # (B, T, 3, S, S)
 
     with torch.no_grad():
         counter = FlopCounterMode(display=False)
         with counter:
-            renderer(background, shape, audio)
+            renderer(background, shape, audio, warped)
         per_module = counter.get_flop_counts()
     total = counter.get_total_flops()
     seconds = _interleaved({name: functools.partial(forward, p) for name, p in precisions.items()}, repeats)

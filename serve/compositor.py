@@ -83,8 +83,10 @@ class RemoteStages:
     def smoothing_weights(self, expression: np.ndarray) -> np.ndarray:
         return self._result(self.smoothing.weights.remote(expression))
 
-    def render(self, background: np.ndarray, shape: np.ndarray, audio: np.ndarray | None) -> np.ndarray:
-        return self._result(self.renderer.render.remote((background, shape, audio)))
+    def render(
+        self, background: np.ndarray, shape: np.ndarray, audio: np.ndarray | None, warped: np.ndarray | None
+    ) -> np.ndarray:
+        return self._result(self.renderer.render.remote((background, shape, audio, warped)))
 
     def as_stages(self) -> NeuralStages:
         return NeuralStages(

@@ -193,20 +193,23 @@ def render_requests(
 ) -> list[np.ndarray]:
     """Render several callers' windows in as few forward passes as their shapes allow.
 
-    ``requests``: (background (B_i, L, 3, S, S), shape (B_i, L, S, S), audio (B_i, L, W, M) or None).
-    Windows of equal length and with the same audio presence are stacked along B; each caller gets
-    its own (B_i, L, 3, S, S) back, in order.
+    ``requests``: (background (B_i, L, 3, S, S), shape (B_i, L, S, S), audio (B_i, L, W, M) or None,
+    warped texture (B_i, L, 3, S, S) or None). Windows of equal length and with the same audio and
+    texture presence are stacked along B; each caller gets its own (B_i, L, 3, S, S) back, in order.
     """
     groups: dict[tuple, list[int]] = {}
-    for index, (background, _, audio) in enumerate(requests):
-        groups.setdefault((background.shape[1:], audio is None), []).append(index)
+    for index, (background, _, audio, warped) in enumerate(requests):
+        groups.setdefault((background.shape[1:], audio is None, warped is None), []).append(index)
     outputs: list[np.ndarray | None] = [None] * len(requests)
     for members in groups.values():
         background = np.concatenate([requests[i][0] for i in members])  # (sum B_i, L, 3, S, S)
         shape = np.concatenate([requests[i][1] for i in members])  # (sum B_i, L, S, S)
         audio = None if requests[members[0]][2] is None else np.concatenate([requests[i][2] for i in members])
+        warped = (
+            None if requests[members[0]][3] is None else np.concatenate([requests[i][3] for i in members])
+        )
         generated = render_windows(
-            renderer, background, shape, audio, device, precision
+            renderer, background, shape, audio, device, precision, warped
         )  # (sum B_i, L, 3, S, S)
         offsets = np.cumsum([0] + [len(requests[i][0]) for i in members])
         for position, index in enumerate(members):
@@ -239,7 +242,7 @@ class Renderer(SpeakerModels):
 
     @serve.batch(max_batch_size=RENDER_MAX_BATCH, batch_wait_timeout_s=RENDER_BATCH_WAIT_S)
     async def render(self, requests: list[tuple]) -> list[np.ndarray]:
-        """Each call: (background, shape, audio) of B_i windows -> generated (B_i, L, 3, S, S) in [-1, 1]."""
+        """Each call: (background, shape, audio, warped) of B_i windows -> generated (B_i, L, 3, S, S) in [-1, 1]."""
         model = await self.speaker_model()  # a batch holds one speaker's calls (Serve splits by model id)
         self.batches = [*self.batches[-99:], len(requests)]
         return await asyncio.to_thread(

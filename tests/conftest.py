@@ -374,6 +374,56 @@ def tiny_speaker_model(grid_dataset, tmp_path_factory) -> str:
 UNTRAINED_MODEL_CLIPS = 4  # grid/s1 clips the untrained model's face model and identity come from
 
 
+def _untrained_speaker_model(grid_clips, folder, warped_texture: bool) -> str:
+    """Freshly initialised ``tiny`` networks (seed 0) with a real face model and identity, saved under
+    ``folder``; with ``warped_texture`` the renderer's texture frame is the first clip's first crop."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from stableface.face.config import FaceConfig
+    from stableface.face.face_model import FaceModel
+    from stableface.face.landmarks import MediaPipeBackend, track_landmarks
+    from stableface.face.tracking import crop_image, crop_points, stable_crop_box
+    from stableface.face.warp import WarpTexture
+    from stableface.io.video import iter_frames, read_frames
+    from stableface.models import build_models, compose_model_config
+    from stableface.speaker_model import SpeakerModel
+
+    face_config = FaceConfig(crop_size=GRID_DATASET_CROP, min_fit_frames=100)
+    base = FaceModel.from_assets(face_config)
+    backend = MediaPipeBackend()
+    normalised, crops = [], []
+    for clip in grid_clips[:UNTRAINED_MODEL_CLIPS]:
+        track = track_landmarks(iter_frames(clip), backend)
+        box = stable_crop_box(track.mesh, track.present, face_config)
+        crops.append((clip, box, crop_points(track.mesh, box)))
+        normalised.append(base.normalise(crops[-1][2])[0])
+    backend.close()
+    speaker_shapes = np.concatenate(normalised)  # (T, 478, 3)
+    config = compose_model_config("tiny", "full")
+    config.renderer.warped_texture = warped_texture
+    torch.manual_seed(0)
+    networks = build_models(config).eval()
+    if warped_texture:
+        clip, box, mesh = crops[0]
+        size, scale = config.renderer.image_size, config.renderer.image_size / GRID_DATASET_CROP
+        crop = crop_image(read_frames(clip)[0], box.affines()[0], GRID_DATASET_CROP)  # (C, C, 3)
+        image = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)  # (S, S, 3)
+        networks.renderer.set_texture(WarpTexture(image, (mesh[0, :, :2] * scale).astype(np.float32)))
+    model = SpeakerModel(
+        speaker="s1",
+        networks=networks,
+        face_model=base.fit([speaker_shapes]),
+        identity=FaceModel.identity_of(speaker_shapes),
+        crop_size=GRID_DATASET_CROP,
+        metadata={"model_version": "s1-untrained-test"},
+    )
+    uri = str(folder / "s1")
+    model.save(uri)
+    return uri
+
+
 @pytest.fixture(scope="session")
 def untrained_speaker_model(grid_clips, tmp_path_factory) -> str:
     """A Ray-free speaker model for the inference unit tests; returns its local URI.
@@ -383,39 +433,14 @@ def untrained_speaker_model(grid_clips, tmp_path_factory) -> str:
     clips at crop 128 (what the preprocessed ``grid_dataset`` uses). It renders noise in the mouth
     region, which is all the geometry, timing, compositing and error tests need.
     """
-    import numpy as np
-    import torch
+    return _untrained_speaker_model(grid_clips, tmp_path_factory.mktemp("untrained_speaker_model"), False)
 
-    from stableface.face.config import FaceConfig
-    from stableface.face.face_model import FaceModel
-    from stableface.face.landmarks import MediaPipeBackend, track_landmarks
-    from stableface.face.tracking import crop_points, stable_crop_box
-    from stableface.io.video import iter_frames
-    from stableface.models import build_models, compose_model_config
-    from stableface.speaker_model import SpeakerModel
 
-    face_config = FaceConfig(crop_size=GRID_DATASET_CROP, min_fit_frames=100)
-    base = FaceModel.from_assets(face_config)
-    backend = MediaPipeBackend()
-    normalised = []
-    for clip in grid_clips[:UNTRAINED_MODEL_CLIPS]:
-        track = track_landmarks(iter_frames(clip), backend)
-        box = stable_crop_box(track.mesh, track.present, face_config)
-        normalised.append(base.normalise(crop_points(track.mesh, box))[0])
-    backend.close()
-    speaker_shapes = np.concatenate(normalised)  # (T, 478, 3)
-    torch.manual_seed(0)
-    model = SpeakerModel(
-        speaker="s1",
-        networks=build_models(compose_model_config("tiny", "full")).eval(),
-        face_model=base.fit([speaker_shapes]),
-        identity=FaceModel.identity_of(speaker_shapes),
-        crop_size=GRID_DATASET_CROP,
-        metadata={"model_version": "s1-untrained-test"},
-    )
-    uri = str(tmp_path_factory.mktemp("untrained_speaker_model") / "s1")
-    model.save(uri)
-    return uri
+@pytest.fixture(scope="session")
+def textured_speaker_model(grid_clips, tmp_path_factory) -> str:
+    """:func:`untrained_speaker_model` with ``model.renderer.warped_texture`` on (its texture frame:
+    the first clip's first crop and mesh), for the dubbing tests of the warped-texture input."""
+    return _untrained_speaker_model(grid_clips, tmp_path_factory.mktemp("textured_speaker_model"), True)
 
 
 class StoreOutage:

@@ -27,7 +27,7 @@ class WindowContextRenderer(nn.Module):
 
     fusion = None
 
-    def forward(self, background, shape, audio=None):  # (B, L, 3, S, S), (B, L, 1, S, S)
+    def forward(self, background, shape, audio=None, warped=None):  # (B, L, 3, S, S), (B, L, 1, S, S)
         return background + shape.mean(dim=(1, 2, 3, 4), keepdim=True)  # (B, L, 3, S, S)
 
 

@@ -28,6 +28,12 @@ def model(untrained_speaker_model):
     return load_speaker_model(untrained_speaker_model)
 
 
+@pytest.fixture(scope="module", params=["untrained_speaker_model", "textured_speaker_model"])
+def model_uri(request) -> str:
+    """The plain renderer and one with the warped-texture input (a per-frame warp of its own)."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture(scope="module")
 def source(model, grid_clips):
     return prepare_source(grid_clips[SOURCE_CLIP], model)
@@ -56,10 +62,8 @@ def _dub_with_chunks(model_uri: str, video: str, audio: str, folder: str, source
     return outputs
 
 
-def test_chunk_size_does_not_change_a_single_pixel(
-    model, untrained_speaker_model, grid_clips, speech, source, tmp_path
-):
-    length = model.networks.config.renderer.sequence_length
+def test_chunk_size_does_not_change_a_single_pixel(model_uri, grid_clips, speech, source, tmp_path):
+    length = load_speaker_model(model_uri).networks.config.renderer.sequence_length
     stride = length - InferenceConfig().overlap_for(length)  # output frames per renderer window
     # Three renderer windows per chunk (one batch of 3) vs everything at once (batches of 3): the
     # batches hold the same windows, since a conv's rounding may depend on its batch size.
@@ -70,7 +74,7 @@ def test_chunk_size_does_not_change_a_single_pixel(
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
         paths = pool.submit(
-            _dub_with_chunks, untrained_speaker_model, str(grid_clips[SOURCE_CLIP]), speech["fr_4s"],
+            _dub_with_chunks, model_uri, str(grid_clips[SOURCE_CLIP]), speech["fr_4s"],
             str(tmp_path), source, chunks,
         ).result()  # fmt: skip
     np.testing.assert_array_equal(read_frames(paths[0]), read_frames(paths[1]))

@@ -18,9 +18,10 @@ SOURCE_CLIP = 5  # a grid/s1 clip (75 frames, 360x288) the untrained model's ide
 ROUNDING_PX = 2.0
 
 
-@pytest.fixture(scope="module")
-def model(untrained_speaker_model):
-    return load_speaker_model(untrained_speaker_model)
+@pytest.fixture(scope="module", params=["untrained_speaker_model", "textured_speaker_model"])
+def model(request):
+    """The plain renderer and one with the warped-texture input."""
+    return load_speaker_model(request.getfixturevalue(request.param))
 
 
 @pytest.fixture(scope="module")

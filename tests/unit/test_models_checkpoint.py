@@ -91,13 +91,13 @@ def test_single_components_load_on_their_own(tmp_path):
     with pytest.raises(InputError, match="checkpoint lacks audio2expression"):
         load_models(uri)
     partial, _ = load_models(uri, required=["renderer"])
-    assert torch.equal(partial.renderer.decoder[-2].weight, models.renderer.decoder[-2].weight)
+    assert torch.equal(partial.renderer.decoder[-1].weight, models.renderer.decoder[-1].weight)
     alone, _ = load_models(uri, required=["renderer"], components=["renderer"])
     assert (
         alone.components == ("renderer",) and alone.audio2expression is None and alone.discriminator is None
     )
     assert sum(p.numel() for p in alone.parameters()) == sum(p.numel() for p in models.renderer.parameters())
-    assert torch.equal(alone.renderer.decoder[-2].weight, models.renderer.decoder[-2].weight)
+    assert torch.equal(alone.renderer.decoder[-1].weight, models.renderer.decoder[-1].weight)
 
 
 def test_files_that_are_not_checkpoints_raise_errors_naming_them(tmp_path):

@@ -95,15 +95,26 @@ def test_renderer_bf16_output_stays_close_to_fp32_and_ignores_its_batch(cpu_pres
     shape = torch.rand(2, frames, size, size, generator=generator).numpy()
     audio = torch.randn(2, frames, config.audio_encoder.window, config.audio_encoder.n_mels,
                         generator=generator).numpy()  # fmt: skip
+    warped = None  # the preset's warped-texture input, when it has one
+    if config.renderer.warped_texture:
+        warped = (torch.rand(2, frames, 3, size, size, generator=generator) * 2 - 1).numpy()
     bf16 = Precision(CPU, enabled=True)
-    full = render_windows(models.renderer, background, shape, audio, CPU)
-    low = render_windows(models.renderer, background, shape, audio, CPU, bf16)
+    full = render_windows(models.renderer, background, shape, audio, CPU, warped=warped)
+    low = render_windows(models.renderer, background, shape, audio, CPU, bf16, warped)
     assert low.dtype == np.float32 and low.shape == full.shape
     mean, largest = _error(low, full)
     assert 0 < mean < 0.01 and largest < 0.1, (mean, largest)  # on the [-1, 1] scale
     # A window's pixels do not depend on which windows share its forward pass: what keeps
     # streamed dubs identical whatever the chunk size.
-    alone = render_windows(models.renderer, background[1:], shape[1:], audio[1:], CPU, bf16)
+    alone = render_windows(
+        models.renderer,
+        background[1:],
+        shape[1:],
+        audio[1:],
+        CPU,
+        bf16,
+        None if warped is None else warped[1:],
+    )
     np.testing.assert_array_equal(alone[0], low[1])
 
 

@@ -134,12 +134,15 @@ def test_batched_renderer_calls_equal_separate_calls():
         audio = (
             rng.standard_normal((windows, length, window, mels)).astype(np.float32) if with_audio else None
         )
-        return background, shape, audio
+        return background, shape, audio, None  # the tiny renderer has no warped texture
 
     calls = [call(2, 4), call(1, 4), call(1, 3), call(2, 4)]  # two full-length groups and a short window
     batched = render_requests(renderer, calls, torch.device("cpu"))
     for request, output in zip(calls, batched, strict=True):
-        alone = render_windows(renderer, *request, torch.device("cpu"))  # (B_i, L, 3, S, S)
+        background, shape, audio, warped = request
+        alone = render_windows(
+            renderer, background, shape, audio, torch.device("cpu"), warped=warped
+        )  # (B_i, L, 3, S, S)
         assert output.shape == alone.shape
         np.testing.assert_allclose(output, alone, atol=1e-5)
 

@@ -61,3 +61,33 @@ def test_the_trained_speaker_model_carries_its_reference_frames(grid_dataset, tm
     frames, _ = choose_references(dataset.videos, dataset.model, dataset.identity, 2)
     references = model.networks.renderer.references  # (2, 3, S, S)
     assert torch.equal(references.cpu(), to_unit_range(frames))  # a buffer: training leaves it as chosen
+
+
+def test_the_trained_speaker_model_carries_its_warp_texture_the_widest_open_training_mouth(
+    grid_dataset, tmp_path
+):
+    cfg = _cfg(
+        grid_dataset, tmp_path, "model.renderer.reference_frames=0", "model.renderer.warped_texture=true"
+    )
+    train_local(cfg, device="cpu")
+    source = SpeakerModel.load(str(tmp_path / "s1")).networks.renderer.warp_source()
+    storage, layout = Storage(), DatasetLayout(grid_dataset)
+    model_config = model_config_of(cfg)
+    face_model = load_face_model(storage, layout, model_config)
+    dataset = stage2_dataset(storage, layout, "s1", cfg.schedule, model_config, erosion_of(cfg), face_model)
+    # Independently: the widest inner-lip gap over every trainable frame of the training videos.
+    best = (-np.inf, None, 0, None)
+    for video in dataset.videos:
+        mesh = apply_pose(face_model.decode(dataset.identity, video.expression), video.pose)
+        gap = np.linalg.norm(mesh[:, UPPER_INNER_LIP, :2] - mesh[:, LOWER_INNER_LIP, :2], axis=-1)
+        gap[~video.trainable] = -np.inf
+        frame = int(np.argmax(gap))
+        if gap[frame] > best[0]:
+            best = (gap[frame], video, frame, mesh[frame])
+    _, video, frame, mesh = best
+    np.testing.assert_array_equal(source.image, video.frames[frame])
+    np.testing.assert_allclose(source.vertices, mesh[:, :2], atol=1e-4)
+    # Training feeds the same frame, warped to each window frame's mesh.
+    dataset.texture = source
+    item = dataset[0]
+    assert item["warped"].shape == item["target"].shape

@@ -29,6 +29,7 @@ from stableface.face.erosion import ErosionConfig, augmented_erosion
 from stableface.face.face_model import FaceModel, Pose, apply_pose
 from stableface.face.lips import rest_gaps
 from stableface.face.raster import render_shapes
+from stableface.face.warp import WarpTexture, warp_texture
 from stableface.io.storage import Storage
 from stableface.io.video import read_frames
 
@@ -211,7 +212,9 @@ class RenderSequences(Dataset):
 
     ``background`` (T, 3, S, S) [-1, 1] eroded crop, ``shape`` (T, 1, S, S) [0, 1],
     ``expression`` (T, E), ``audio`` (T, W, M), ``mask`` (T, 1, S, S) {0, 1} (the blanked
-    region), ``target`` (T, 3, S, S) [-1, 1].
+    region), ``target`` (T, 3, S, S) [-1, 1]; with a ``texture`` (set for a renderer with
+    ``warped_texture``, :func:`stableface.training.references.set_speaker_texture`) also
+    ``warped`` (T, 3, S, S) [-1, 1], the texture warped to each frame's mesh.
     """
 
     def __init__(
@@ -237,6 +240,7 @@ class RenderSequences(Dataset):
         self.erosion = erosion
         self.seed = seed
         self.epoch = 0
+        self.texture: WarpTexture | None = None
         self.index = window_index([v.trainable for v in self.videos], length, stride)
         if not self.index:
             raise InputError(speaker, f"no video of this speaker has {length} frames for one training window")
@@ -265,7 +269,7 @@ class RenderSequences(Dataset):
         background, masks = augmented_erosion(
             frames, self.model, self.identity, expression, video.pose[window], self.erosion, rng
         )  # (T, S, S, 3) uint8, (T, S, S) bool
-        return {
+        item = {
             "background": to_unit_range(background),
             "shape": torch.from_numpy(video.shapes[window]).float().div(255.0).unsqueeze(1),
             "expression": torch.from_numpy(expression),
@@ -273,3 +277,7 @@ class RenderSequences(Dataset):
             "mask": torch.from_numpy(masks).float().unsqueeze(1),
             "target": to_unit_range(frames),
         }
+        if self.texture is not None:
+            mesh = apply_pose(self.model.decode(self.identity, expression), video.pose[window])  # (T, 478, 3)
+            item["warped"] = to_unit_range(warp_texture(self.texture, mesh))  # (T, 3, S, S)
+        return item

@@ -38,6 +38,7 @@ from stableface.audio.features import frames_for_audio, log_mel, window_starts
 from stableface.audio.silence import gate_mouth, mel_levels_db, silence_weights
 from stableface.errors import InputError, errors_naming
 from stableface.face.lips import closed_mouth
+from stableface.face.warp import warp_texture
 from stableface.inference.composite import composite_face, draw_mark, provenance_tags
 from stableface.inference.config import DubConfig
 from stableface.inference.faces import (
@@ -391,6 +392,7 @@ class _ChunkRenderer:
         self.size = model.image_size
         self.radius = kernel_radius(model.networks.config.smoothing)
         self.fusion = model.networks.config.renderer.audio_fusion
+        self.texture = model.networks.renderer.warp_source()  # None without warped_texture
 
     def frames(self, layout: WindowLayout, frame_source: FrameSource) -> Iterator[np.ndarray]:
         blender = WindowBlender(layout)
@@ -436,6 +438,11 @@ class _ChunkRenderer:
             audio = (
                 audio_windows(self.mel, self.starts[span[0] : span[1]], model.audio) if self.fusion else None
             )
+            warped = (
+                None
+                if self.texture is None
+                else to_model_range(warp_texture(self.texture, new_meshes[inner]))
+            )  # (L, 3, S, S)
         return {
             "full": full,
             "first_source": first_source,
@@ -443,6 +450,7 @@ class _ChunkRenderer:
             "background": background,
             "shape": smoothed[inner],
             "audio": audio,
+            "warped": warped,
         }
 
     def _render(self, layout, blender, first, stop, span, inputs) -> None:
@@ -460,10 +468,12 @@ class _ChunkRenderer:
                 key: None if inputs[key] is None else np.stack(
                     [inputs[key][a - span[0] : b - span[0]] for a, b in windows]
                 )
-                for key in ("background", "shape", "audio")
+                for key in ("background", "shape", "audio", "warped")
             }  # fmt: skip
             with self.timer("render"):
-                generated = self.stages.render(pieces["background"], pieces["shape"], pieces["audio"])
+                generated = self.stages.render(
+                    pieces["background"], pieces["shape"], pieces["audio"], pieces["warped"]
+                )
             with self.timer("composite"):
                 for offset, output in enumerate(generated):
                     blender.add(group + offset, output)

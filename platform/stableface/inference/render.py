@@ -75,9 +75,11 @@ def render_windows(
     audio: np.ndarray | None,
     device: torch.device,
     precision: Precision | None = None,
+    warped: np.ndarray | None = None,
 ) -> np.ndarray:
     """B windows of L frames: background (B, L, 3, S, S) in [-1, 1], smoothed shape (B, L, S, S) in [0, 1],
-    audio windows (B, L, W, M) or None -> generated frames (B, L, 3, S, S) float32 in [-1, 1].
+    audio windows (B, L, W, M) or None, warped texture (B, L, 3, S, S) in [-1, 1] or None (needed by
+    a renderer with ``warped_texture``) -> generated frames (B, L, 3, S, S) float32 in [-1, 1].
 
     ``precision`` (None = fp32) may run the renderer in bf16; a window's output does not depend on
     the other windows of its batch (per-sample instance norms; checked by the tests).
@@ -88,5 +90,6 @@ def render_windows(
         audio_tensor = None
         if audio is not None and renderer.fusion is not None:
             audio_tensor = torch.from_numpy(np.ascontiguousarray(audio, np.float32)).to(device)
-        frames = renderer(background_tensor, shape_tensor, audio_tensor)  # (B, L, 3, S, S)
+        warped_tensor = None if warped is None else torch.from_numpy(warped).to(device)  # (B, L, 3, S, S)
+        frames = renderer(background_tensor, shape_tensor, audio_tensor, warped_tensor)  # (B, L, 3, S, S)
         return frames.float().cpu().numpy()

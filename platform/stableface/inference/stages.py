@@ -28,8 +28,9 @@ class NeuralStages:
     predict_mouth: Callable[[np.ndarray, np.ndarray], np.ndarray]
     # expression (N, E) of the whole output -> per-frame smoothing weights (N, K) for the face shapes
     smoothing_weights: Callable[[np.ndarray], np.ndarray]
-    # background (B, L, 3, S, S), smoothed shape (B, L, S, S), audio (B, L, W, M) or None -> (B, L, 3, S, S)
-    render: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
+    # background (B, L, 3, S, S), smoothed shape (B, L, S, S), audio (B, L, W, M) or None, warped
+    # texture (B, L, 3, S, S) or None -> (B, L, 3, S, S)
+    render: Callable[[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray]
 
     @classmethod
     def local(cls, model: SpeakerModel, config: InferenceConfig, device: torch.device) -> NeuralStages:
@@ -53,7 +54,7 @@ class NeuralStages:
             smoothing_weights=lambda expression: smoothing_weights(
                 networks.smoothing, expression, config.expression_chunk_frames, device
             ),
-            render=lambda background, shape, audio: render_windows(
-                networks.renderer, background, shape, audio, device, precision
+            render=lambda background, shape, audio, warped: render_windows(
+                networks.renderer, background, shape, audio, device, precision, warped
             ),
         )

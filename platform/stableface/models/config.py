@@ -125,6 +125,12 @@ class RendererConfig:
     # texture instead of memorising it (Wav2Lip, IP_LAP, MuseTalk). They are chosen once at
     # training and kept in the renderer's state (the speaker model carries them); 0 = off.
     reference_frames: int = 0
+    # Not in the paper: one frame of the speaker's own training footage (the widest-open mouth) is
+    # warped piecewise-affinely along the mesh correspondences to every frame's face shape and fed
+    # as 3 more input channels, so the renderer gets lips, skin and teeth where the target mouth
+    # needs them and predicts only what a warp cannot (stableface.face.warp). The frame and its
+    # mesh are kept in the renderer's state.
+    warped_texture: bool = False
 
     def __post_init__(self) -> None:
         if self.reference_frames < 0:

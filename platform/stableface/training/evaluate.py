@@ -46,6 +46,7 @@ from stableface.face.ibug import mediapipe_to_ibug68
 from stableface.face.landmarks import LandmarkBackend, track_landmarks
 from stableface.face.lips import closed_mouth
 from stableface.face.raster import mouth_masks, render_shapes
+from stableface.face.warp import warp_texture
 from stableface.metrics.lipsync import SyncExpert
 from stableface.metrics.nlmd import nlmd
 from stableface.metrics.slice import vertical_slice
@@ -140,9 +141,11 @@ def render_frames(
     expression: np.ndarray,
     audio: np.ndarray,
     window: int,
+    warped: np.ndarray | None = None,
 ) -> np.ndarray:
     """(T, S, S, 3) uint8 eroded background, (T, S, S) float shapes, (T, E) expression, (T, W, M)
-    audio -> (T, S, S, 3) uint8 frames. Smoothing sees the whole clip; the renderer windows of T."""
+    audio[, (T, S, S, 3) uint8 warped texture] -> (T, S, S, 3) uint8 frames. Smoothing sees the
+    whole clip; the renderer windows of T."""
     device = networks.device
     networks.smoothing.eval()
     networks.renderer.eval()
@@ -155,10 +158,15 @@ def render_frames(
     length = min(window, n_frames)
     starts = window_starts(n_frames, length)
     spans = [slice(start, start + length) for start in starts]
+    warped_windows = None
+    if warped is not None:
+        warped_t = to_unit_range(warped).to(device)  # (T, 3, S, S)
+        warped_windows = torch.stack([warped_t[span] for span in spans])  # (N, L, 3, S, S)
     frames = networks.renderer(
         torch.stack([background_t[span] for span in spans]),  # (N, L, 3, S, S)
         torch.stack([smoothed[0, span] for span in spans]),  # (N, L, 1, S, S)
         torch.stack([audio_t[span] for span in spans]),  # (N, L, W, M)
+        warped_windows,
     )  # (N, L, 3, S, S)
     out = torch.empty(n_frames, *frames.shape[2:], device=device)  # (T, 3, S, S)
     for span, window_frames in zip(spans, frames, strict=True):
@@ -296,7 +304,9 @@ def evaluate_video(
         masks = eval_masks([real_mesh, mesh], face_model, size)
         background = blank_masked(video.frames, masks)
         shapes = render_shapes(mesh, face_model.triangles, size)  # (T, S, S) float32
-        generated = render_frames(networks, background, shapes, expression, video.audio, window)
+        texture = networks.renderer.warp_source()
+        warped = None if texture is None else warp_texture(texture, mesh)  # (T, S, S, 3)
+        generated = render_frames(networks, background, shapes, expression, video.audio, window, warped)
         lips, found = lip_landmarks(generated, backend)
         row.update({f"{mode}_{k}": v for k, v in frame_metrics(generated, video.frames).items()})
         row[f"{mode}_nlmd"] = nlmd(lips, real_lips) if found > 0 else float("nan")

@@ -68,7 +68,7 @@ from stableface.training.evaluate_stage1 import HeldoutClip, evaluate_stage1
 from stableface.training.export import export_speaker_model
 from stableface.training.loop import WorkerContext, unwrap
 from stableface.training.pretrained import initial_audio2expression
-from stableface.training.references import set_speaker_references
+from stableface.training.references import set_speaker_references, set_speaker_texture
 from stableface.training.run_log import encode_png, record_attempt, record_worker
 from stableface.training.stage1 import train_stage1
 from stableface.training.stage1_losses import LipGeometry
@@ -330,6 +330,8 @@ def run_stage2(
     renderer = build_renderer(plan.model_config)
     if plan.model_config.renderer.reference_frames:
         set_speaker_references(renderer, dataset)
+    if plan.model_config.renderer.warped_texture:
+        set_speaker_texture(renderer, dataset)
     renderer = prepare(renderer)
     smoothing = build_smoothing(plan.model_config)
     smoothing = prepare(smoothing) if has_parameters(smoothing) else smoothing.to(context.device)

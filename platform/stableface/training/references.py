@@ -6,6 +6,9 @@ mouths (inner-lip gap of the tracked face-model mesh) of R different training vi
 show the teeth and the mouth interior that a blanked mouth region has to be filled with. They are
 chosen once, before training, from the training videos only (never a held-out one), and live in
 the renderer's state, so a speaker model carries them to dubbing and serving.
+
+A renderer with ``warped_texture`` gets one texture frame the same way (the widest-open mouth of
+the training videos) with its posed mesh, which is warped to every frame's face shape.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from stableface.data.sequences import RenderSequences, RenderVideo, to_unit_rang
 from stableface.errors import InputError
 from stableface.face.face_model import FaceModel, apply_pose
 from stableface.face.ibug import mediapipe_to_ibug68
+from stableface.face.warp import IMAGE_DIMS, WarpTexture
 from stableface.models.renderer import Renderer
 from stableface.training.evaluate import mouth_opening
 
@@ -59,3 +63,29 @@ def set_speaker_references(renderer: Renderer, dataset: RenderSequences) -> list
     renderer.set_references(to_unit_range(frames))  # (R, 3, S, S)
     logger.info("renderer reference frames: %s", ", ".join(names))
     return names
+
+
+def choose_texture(
+    videos: list[RenderVideo], face_model: FaceModel, identity: np.ndarray
+) -> tuple[WarpTexture, str]:
+    """The widest-open mouth of the training videos as a texture to warp, and its ``<video_id>@<frame>``."""
+    widest = max(
+        ((*widest_opening(video, face_model, identity), video) for video in videos),
+        key=lambda item: (item[1], item[2].video_id),
+    )
+    frame, _, video = widest
+    mesh = apply_pose(
+        face_model.decode(identity, video.expression[frame : frame + 1]), video.pose[frame : frame + 1]
+    )
+    texture = WarpTexture(image=video.frames[frame], vertices=mesh[0, :, :IMAGE_DIMS].astype(np.float32))
+    return texture, f"{video.video_id}@{frame}"
+
+
+def set_speaker_texture(renderer: Renderer, dataset: RenderSequences) -> str:
+    """Give a renderer with ``warped_texture`` the speaker's texture frame from its training
+    ``dataset``, and the dataset the same frame to warp for training; returns its name."""
+    texture, name = choose_texture(dataset.videos, dataset.model, dataset.identity)
+    renderer.set_texture(texture)
+    dataset.texture = texture
+    logger.info("renderer texture frame: %s", name)
+    return name

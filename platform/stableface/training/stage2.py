@@ -128,12 +128,13 @@ class Stage2Trainer(NamedStateTrainer):
         shape = batch["shape"].to(device)  # (B, T, 1, S, S)
         expression = batch["expression"].to(device)  # (B, T, E)
         audio = batch["audio"].to(device)  # (B, T, W, M)
+        warped = batch["warped"].to(device) if "warped" in batch else None  # (B, T, 3, S, S)
         with (
             torch.set_grad_enabled(self.trains_smoothing and torch.is_grad_enabled()),
             self.precision.full_precision(),  # the weights are a softmax over K taps: fp32
         ):
             smoothed, _ = self.smoothing(shape, expression)  # (B, T, 1, S, S), (B, T, K)
-        fake = self.renderer(background, smoothed, audio)  # (B, T, 3, S, S)
+        fake = self.renderer(background, smoothed, audio, warped)  # (B, T, 3, S, S)
         return fake, smoothed
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -192,13 +193,16 @@ class Stage2Trainer(NamedStateTrainer):
         return metrics
 
     def sample_image(self, batch: dict[str, torch.Tensor]) -> np.ndarray | None:
-        """Rows: eroded background, smoothed face shape, generated, real; one column per frame."""
+        """Rows: eroded background, smoothed face shape[, warped texture], generated, real; one
+        column per frame."""
         if self.last_fake is None:
             return None
+        warped = [to_uint8_frames(batch["warped"][0])] if "warped" in batch else []
         return tile_rows(
             [
                 to_uint8_frames(batch["background"][0]),
                 to_uint8_frames(self.last_smoothed),
+                *warped,
                 to_uint8_frames(self.last_fake),
                 to_uint8_frames(batch["target"][0]),
             ]
