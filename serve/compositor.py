@@ -90,7 +90,10 @@ class RemoteStages:
 
     def as_stages(self) -> NeuralStages:
         return NeuralStages(
-            predict_mouth=self.predict_mouth, smoothing_weights=self.smoothing_weights, render=self.render
+            predict_mouth=self.predict_mouth,
+            smoothing_weights=self.smoothing_weights,
+            render=self.render,
+            texture=self._result(self.renderer.texture.remote()),
         )
 
 

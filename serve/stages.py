@@ -26,6 +26,7 @@ from ray import serve
 
 from serve.settings import from_payload
 from serve.stores import ModelStore
+from stableface.face.warp import WarpTexture
 from stableface.inference import predict_mouth, render_windows, resolve_device, smoothing_weights
 from stableface.io.storage import Storage
 from stableface.models.networks import count_parameters
@@ -248,6 +249,11 @@ class Renderer(SpeakerModels):
         return await asyncio.to_thread(
             render_requests, model.networks.renderer, requests, self.device, self.precision
         )
+
+    async def texture(self) -> WarpTexture | None:
+        """The speaker's texture frame for the warped-texture input (None without ``warped_texture``)."""
+        model = await self.speaker_model()
+        return model.networks.renderer.warp_source()
 
     async def batch_sizes(self) -> list[int]:
         return list(self.batches)

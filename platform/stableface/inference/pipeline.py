@@ -392,7 +392,7 @@ class _ChunkRenderer:
         self.size = model.image_size
         self.radius = kernel_radius(model.networks.config.smoothing)
         self.fusion = model.networks.config.renderer.audio_fusion
-        self.texture = model.networks.renderer.warp_source()  # None without warped_texture
+        self.texture = stages.texture  # None without warped_texture
 
     def frames(self, layout: WindowLayout, frame_source: FrameSource) -> Iterator[np.ndarray]:
         blender = WindowBlender(layout)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from stableface.face.warp import WarpTexture
 from stableface.inference.config import InferenceConfig
 from stableface.inference.render import render_windows, smoothing_weights
 from stableface.inference.speech import predict_mouth
@@ -31,6 +32,9 @@ class NeuralStages:
     # background (B, L, 3, S, S), smoothed shape (B, L, S, S), audio (B, L, W, M) or None, warped
     # texture (B, L, 3, S, S) or None -> (B, L, 3, S, S)
     render: Callable[[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray]
+    # the renderer's texture frame, warped to each frame's shape for its input (None without
+    # ``warped_texture``); it comes with the renderer, so a server fetches it from that deployment
+    texture: WarpTexture | None = None
 
     @classmethod
     def local(cls, model: SpeakerModel, config: InferenceConfig, device: torch.device) -> NeuralStages:
@@ -57,4 +61,5 @@ class NeuralStages:
             render=lambda background, shape, audio, warped: render_windows(
                 networks.renderer, background, shape, audio, device, precision, warped
             ),
+            texture=networks.renderer.warp_source(),
         )
