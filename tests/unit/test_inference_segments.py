@@ -159,6 +159,8 @@ def test_nothing_of_the_cutaway_reaches_the_dubbed_faces(model, mixed_lecture, l
     np.testing.assert_array_equal(bars_frames[:a], inverted_frames[:a])  # lossless: same face frames
     faces = np.r_[0:a, c:end]
     changed = np.any(dubs[0][faces] != dubs[1][faces], axis=3).sum(axis=(1, 2))  # (F,) per face frame
-    assert np.all(changed == 0), dict(zip(faces[changed > 0].tolist(), changed[changed > 0].tolist()))
+    assert np.all(changed == 0), dict(
+        zip(faces[changed > 0].tolist(), changed[changed > 0].tolist(), strict=True)
+    )
     assert np.any(dubs[0][faces] != bars_frames[faces])  # and the faces are dubbed
     assert not np.array_equal(dubs[0][a:c], dubs[1][a:c])  # each cutaway is its own source's
