@@ -36,7 +36,7 @@ import numpy as np
 from stableface import __version__
 from stableface.audio.features import frames_for_audio, log_mel, window_starts
 from stableface.audio.silence import gate_mouth, mel_levels_db, silence_weights
-from stableface.errors import InputError, errors_naming
+from stableface.errors import errors_naming
 from stableface.face.lips import closed_mouth
 from stableface.inference.composite import composite_face, draw_mark, provenance_tags
 from stableface.inference.config import DubConfig
@@ -325,13 +325,9 @@ def plan_dub(
     video_uri, audio_uri = video_uri or str(video_path), audio_uri or str(audio_path)
     timer = StageTimer()
     with timer("audio"):
-        speech = load_speech(audio_path, model.audio.sample_rate, audio_uri)  # (S,) 16 kHz mono
-        seconds = len(speech) / model.audio.sample_rate
-        if seconds < config.inference.min_audio_s:
-            raise InputError(
-                audio_uri,
-                f"audio is {seconds:.2f} s long; a dub needs at least {config.inference.min_audio_s:g} s",
-            )
+        speech = load_speech(
+            audio_path, model.audio.sample_rate, config.inference.min_audio_s, audio_uri
+        )  # (S,)
         with errors_naming(audio_uri, audio_path):
             track_audio = read_audio(audio_path, config.encode.audio_rate)  # (S',) for the AAC track
     if source is None:
