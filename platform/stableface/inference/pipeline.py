@@ -116,7 +116,7 @@ class DubResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     frames_dubbed: int = 0  # output frames showing the speaker's face dubbed (inside face segments)
     frames_passed_through: int = 0  # output frames left as the source's own (cutaways, no face)
-    segments: int = 0  # runs of dubbed output frames
+    segments: int = 0  # face segments on the output timeline (dubbed runs, split at cutaways and shot cuts)
     identity_warning: str = ""  # set when the source was too short to verify the speaker's face
     watermark: Payload | None = None  # the invisible watermark's payload (None: switched off)
     credentials: SigningStatus = SigningStatus.UNSIGNED  # the embedded C2PA manifest, if any
