@@ -63,11 +63,3 @@ def output_runs(source, config: InferenceConfig, source_index: np.ndarray) -> Ou
         boundaries=tuple(int(t) for t in starts),
         dubbed=tuple(bool(labels[t] >= 0) for t in first_frames),
     )
-
-
-def count_runs(mask: np.ndarray) -> int:
-    """Number of runs of True in a (N,) bool array."""
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.size:
-        return 0
-    return int(mask[0]) + int((mask[1:] & ~mask[:-1]).sum())
