@@ -140,12 +140,12 @@ class UploadGuard:
             await error_response(ApiError(413, f"request {too_large.detail}"))(scope, receive, send)
 
 
-def audio_seconds(data: bytes, suffix: str, name: str) -> float:
-    """Seconds of audio in an upload; :class:`InputError` when it does not decode or is silent."""
+def audio_seconds(data: bytes, suffix: str, name: str, min_seconds: float) -> float:
+    """Seconds of audio in an upload; :class:`InputError` when it does not decode, is too short or is silent."""
     with tempfile.TemporaryDirectory(prefix="stableface-upload-") as folder:
         path = Path(folder) / f"upload{suffix}"
         path.write_bytes(data)
-        return len(load_speech(path, FEATURE_RATE, name)) / FEATURE_RATE
+        return len(load_speech(path, FEATURE_RATE, min_seconds, name)) / FEATURE_RATE
 
 
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, served from the swagger-ui-bundle wheel
@@ -232,7 +232,9 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
         data = await audio.read()
         suffix = audio_suffix(kind)
         try:
-            seconds = await run_in_threadpool(audio_seconds, data, suffix, "audio")
+            seconds = await run_in_threadpool(
+                audio_seconds, data, suffix, "audio", config.dub.inference.min_audio_s
+            )
         except InputError as error:
             raise error_for(error) from error
         check_duration(seconds, max_seconds, "audio", hint)

@@ -61,6 +61,10 @@ class SilentAudio(InputError):
     """Audio that is all silence (nothing to lip-sync to)."""
 
 
+class AudioTooShort(InputError):
+    """Speech too short to dub (a few frames, often a file cut off early)."""
+
+
 class NoFaceFound(InputError):
     """A video in which too few frames contain a detectable face."""
 

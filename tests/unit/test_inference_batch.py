@@ -18,7 +18,7 @@ from stableface.inference.batch import (
     read_dub_catalog,
     record_uri,
 )
-from stableface.io.audio import read_audio, write_audio
+from stableface.io.audio import SILENCE_DBFS, read_audio, rms_dbfs, write_audio
 from stableface.io.storage import Storage
 
 
@@ -154,10 +154,14 @@ def test_rows_tell_truncated_short_and_scored_outputs_apart(
     truncated.write_bytes(_wav_bytes(samples, tmp_path)[:1000])  # 28 ms of the 2 s
     short = tmp_path / "short.wav"
     write_audio(short, samples[16_000 : 16_000 + 1600], 16_000)  # 100 ms of speech
+    lead_in = tmp_path / "lead_in.wav"
+    write_audio(lead_in, samples[:448], 16_000)  # a whole file of 28 ms: the recording's quiet start
+    assert rms_dbfs(samples[:448]) < SILENCE_DBFS  # which alone would read as silence
     catalog = tmp_path / "catalog.csv"
     catalog.write_text(
         "job_id,speaker,video_uri,audio_uri\n"
-        f"truncated,s1,{grid_clips[5]},{truncated}\nshort,s1,{grid_clips[5]},{short}\nok,s1,{grid_clips[5]},{speech}\n"
+        f"truncated,s1,{grid_clips[5]},{truncated}\nshort,s1,{grid_clips[5]},{short}\n"
+        f"lead_in,s1,{grid_clips[5]},{lead_in}\nok,s1,{grid_clips[5]},{speech}\n"
     )
     output_uri = str(tmp_path / "job")
     entries = read_dub_catalog(str(catalog), str(tmp_path / "models"), output_uri, storage)
@@ -171,7 +175,9 @@ def test_rows_tell_truncated_short_and_scored_outputs_apart(
     assert rows["truncated"]["status"] == "failed"
     assert f"{truncated}: truncated: the file holds 1000 of the" in rows["truncated"]["reason"]
     assert rows["short"]["status"] == "failed"
-    assert rows["short"]["reason"] == f"{short}: audio is 0.10 s long; a dub needs at least 0.5 s"
+    assert rows["short"]["reason"] == f"{short}: audio too short (100 ms; need at least 500 ms)"
+    assert rows["lead_in"]["status"] == "failed"
+    assert rows["lead_in"]["reason"] == f"{lead_in}: audio too short (28 ms; need at least 500 ms)"
     ok = rows["ok"]
     assert ok["status"] == "ok" and (ok["frames_dubbed"], ok["frames_passed_through"], ok["segments"]) == (
         50,
@@ -179,7 +185,7 @@ def test_rows_tell_truncated_short_and_scored_outputs_apart(
         1,
     )
     assert (
-        ok["msi_status"] == f"no_score: {entries[2]['output_uri']}: only 50 frames (MSI needs at least 100)"
+        ok["msi_status"] == f"no_score: {entries[3]['output_uri']}: only 50 frames (MSI needs at least 100)"
     )
 
 

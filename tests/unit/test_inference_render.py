@@ -16,7 +16,7 @@ from stableface.inference.speech import audio_windows, predict_mouth
 from stableface.inference.timeline import WindowBlender, WindowLayout, context_range
 from stableface.io.audio import read_audio
 from stableface.models import build_models, compose_model_config
-from stableface.models.smoothing import INITIAL_HEAD_GAIN, kernel_radius
+from stableface.models.smoothing import INITIAL_HEAD_GAIN, apply_temporal_kernel, kernel_radius
 
 CPU = torch.device("cpu")
 
@@ -150,6 +150,40 @@ def test_chunked_smoothing_with_kernel_context_is_exactly_the_whole_sequence(net
         [apply_smoothing(shapes[s : s + 7], weights[s : s + 7]) for s in range(0, n_frames, 7)]
     )
     assert np.abs(naive - whole).max() > 1e-3
+
+
+def test_smoothing_never_reaches_across_a_run_boundary(networks):
+    rng = np.random.default_rng(1)
+    n_frames, size = 40, 8
+    kernel_size = networks.config.smoothing.kernel_size
+    shapes = rng.random((n_frames, size, size), dtype=np.float32)
+    weights = rng.random((n_frames, kernel_size), dtype=np.float32)
+    weights /= weights.sum(axis=1, keepdims=True)
+    layout = WindowLayout(n_frames, 8, 4, boundaries=(12, 14, 30))  # runs of 12, 2, 16 and 10 frames
+    runs = layout.run_labels(0, n_frames)
+    smoothed = apply_smoothing(shapes, weights, runs)
+    # independent: the model's own kernel on each run alone (replicate-padded at the run's ends)
+    for start, stop in [(0, 12), (12, 14), (14, 30), (30, 40)]:
+        alone = apply_temporal_kernel(
+            torch.from_numpy(shapes[start:stop])[None], torch.from_numpy(weights[start:stop])[None]
+        )[0].numpy()
+        np.testing.assert_array_equal(smoothed[start:stop], alone)
+    # a frame of one run does not change the smoothing of any other run's frames
+    changed = shapes.copy()
+    changed[12:14] = 1.0 - changed[12:14]
+    again = apply_smoothing(changed, weights, runs)
+    np.testing.assert_array_equal(again[:12], smoothed[:12])
+    np.testing.assert_array_equal(again[14:], smoothed[14:])
+    assert np.abs(apply_smoothing(changed, weights) - apply_smoothing(shapes, weights))[:12].max() > 1e-3
+    radius = kernel_size // 2
+    for chunk in (3, 7):  # streamed in chunks with the kernel's context: still exact
+        pieces = []
+        for start in range(0, n_frames, chunk):
+            stop = min(start + chunk, n_frames)
+            lo, hi = context_range(start, stop, radius, n_frames)
+            piece = apply_smoothing(shapes[lo:hi], weights[lo:hi], layout.run_labels(lo, hi))
+            pieces.append(piece[start - lo : stop - lo])
+        np.testing.assert_array_equal(np.concatenate(pieces), smoothed)
 
 
 @pytest.fixture(scope="module")

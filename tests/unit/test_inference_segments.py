@@ -7,8 +7,8 @@ import pytest
 
 from stableface.face.segments import colour_signature, face_segments, fade_weights, shot_cuts
 from stableface.inference import DubConfig, load_speaker_model, mark_box, prepare_source
+from stableface.inference.config import InferenceConfig
 from stableface.inference.pipeline import dub_files, plan_dub
-from stableface.inference.segments import count_runs
 from stableface.io.audio import read_audio, write_audio
 from stableface.io.video import VideoWriter, iter_frames, read_frames
 
@@ -47,11 +47,6 @@ def test_shot_cuts_from_colour_signatures(mixed_lecture):
     frames = list(iter_frames(mixed_lecture["path"]))
     cuts = shot_cuts(np.stack([colour_signature(f) for f in frames]), threshold=0.4)
     assert np.flatnonzero(cuts).tolist() == [start for start, _ in mixed_lecture["parts"][1:]]
-
-
-def test_count_runs():
-    assert count_runs(np.array([0, 1, 1, 0, 1, 0, 0, 1], bool)) == 3
-    assert count_runs(np.zeros(0, bool)) == 0
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +130,78 @@ def test_a_mostly_faceless_dub_succeeds_with_a_warning(model, mixed_lecture, lec
     assert (result.frames_dubbed, result.frames_passed_through, result.segments) == (30, 45, 1)
     assert result.warning == "only 30 of 75 frames (40%) showed the speaker's face and were dubbed"
     assert result.to_row()["warning"] == result.warning
+
+
+def test_nothing_of_the_cutaway_reaches_the_dubbed_faces(model, mixed_lecture, lecture_speech, tmp_path):
+    # Two lectures, losslessly encoded, that differ only in the cutaway's pixels (colour bars, and
+    # the bars inverted): smoothing and renderer windows stay inside face segments, so every dubbed
+    # frame is the same in both. (On main the renderer windows and the smoothing kernel around each
+    # cut took in cutaway frames: the first and last frames of the face segments differed.)
+    frames = read_frames(mixed_lecture["path"])
+    (_, a), (_, c), (_, end) = mixed_lecture["parts"]
+    inverted = frames.copy()
+    inverted[a:c] = 255 - frames[a:c]
+    config = DubConfig(inference=InferenceConfig(amp=False))  # fp32: bit-for-bit comparable
+    dubs, sources = [], []
+    for name, video in (("bars", frames), ("inverted", inverted)):
+        path = tmp_path / f"{name}.mp4"
+        with VideoWriter(path, fps=25, width=video.shape[2], height=video.shape[1], crf=0) as writer:
+            for frame in video:
+                writer.write(frame)
+        source = prepare_source(path, model)
+        plan = plan_dub(model, path, lecture_speech, config, source)
+        assert plan.runs.n_dubbed == 2 and plan.layout.n_windows > 2
+        dubs.append(np.stack(list(plan.frames())))  # (N, H, W, 3) composited, before encoding
+        sources.append((source, read_frames(path)))
+    (bars, bars_frames), (inverted_source, inverted_frames) = sources
+    np.testing.assert_array_equal(bars.present, inverted_source.present)  # same track: only pixels differ
+    np.testing.assert_array_equal(bars.cuts, inverted_source.cuts)
+    np.testing.assert_array_equal(bars_frames[:a], inverted_frames[:a])  # lossless: same face frames
+    faces = np.r_[0:a, c:end]
+    changed = np.any(dubs[0][faces] != dubs[1][faces], axis=3).sum(axis=(1, 2))  # (F,) per face frame
+    assert np.all(changed == 0), dict(
+        zip(faces[changed > 0].tolist(), changed[changed > 0].tolist(), strict=True)
+    )
+    assert np.any(dubs[0][faces] != bars_frames[faces])  # and the faces are dubbed
+    assert not np.array_equal(dubs[0][a:c], dubs[1][a:c])  # each cutaway is its own source's
+
+
+def test_a_segment_shorter_than_a_renderer_window_is_dubbed_whatever_the_chunks_and_batches(
+    model, mixed_lecture, lecture_speech, tmp_path
+):
+    # face 0-9 | bars 10-19 | face 20-21 (2 frames, under the T = 4 window) | bars 22-31 | face 32-74
+    frames = read_frames(mixed_lecture["path"])
+    (_, a), _, _ = mixed_lecture["parts"]
+    video = frames[:75].copy()
+    video[10:20], video[22:32] = frames[a : a + 10], frames[a + 20 : a + 30]
+    path = tmp_path / "short_segment.mp4"
+    with VideoWriter(path, fps=25, width=video.shape[2], height=video.shape[1], crf=0) as writer:
+        for frame in video:
+            writer.write(frame)
+    source = prepare_source(path, model)
+    audio = tmp_path / "fr_3s.wav"
+    write_audio(audio, read_audio(lecture_speech, 16_000)[: 75 * 640], 16_000)
+    dubs = {}
+    for chunk, batch in [(1000, 1), (2, 1), (1000, 4)]:
+        config = DubConfig(
+            inference=InferenceConfig(chunk_frames=chunk, render_batch_windows=batch, amp=False)
+        )
+        plan = plan_dub(model, path, audio, config, source)
+        dubs[chunk, batch] = np.stack(list(plan.frames()))
+    assert plan.runs.spans() == [(0, 10), (10, 20), (20, 22), (22, 32), (32, 75)]
+    assert plan.runs.dubbed == (True, False, True, False, True) and plan.runs.n_dubbed == 3
+    assert (2, 4) in {
+        (b - a, plan.layout.length) for a, b in map(plan.layout.window, range(plan.layout.n_windows))
+    }
+    whole = dubs[1000, 1]
+    np.testing.assert_array_equal(dubs[2, 1], whole)  # streamed in chunks of 2 frames: not a pixel differs
+    # batches of 4 mix window lengths only where they may: each window's output is its own
+    assert np.abs(dubs[1000, 4].astype(np.int16) - whole.astype(np.int16)).max() <= 1
+    decoded = read_frames(path)
+    height, width = decoded.shape[1:3]
+    outside_mark = np.ones((height, width), bool)
+    x0, y0, x1, y1 = mark_box(height, width, config.provenance)
+    outside_mark[max(y0, 0) : y1, max(x0, 0) : x1] = False
+    changed = (np.any(whole != decoded, axis=3) & outside_mark).sum(axis=(1, 2))  # (75,)
+    assert np.all(changed[10:20] == 0) and np.all(changed[22:32] == 0)  # the cutaways: the source's pixels
+    assert np.all(changed[20:22] > 50)  # the 2-frame segment is dubbed

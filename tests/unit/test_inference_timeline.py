@@ -76,6 +76,26 @@ def test_crossfade_weights_ramp_and_sum_to_one_on_a_regular_layout():
     assert all((layout.weights(j) > 0).all() for j in range(layout.n_windows))
 
 
+def test_windows_stay_inside_runs_and_each_run_fades_on_its_own():
+    # runs [0, 10) [10, 13) [13, 30): a face segment, a 3-frame one, another
+    layout = WindowLayout(30, 8, 4, boundaries=(10, 13))
+    windows = [layout.window(j) for j in range(layout.n_windows)]
+    assert windows == [(0, 8), (2, 10), (10, 13), (13, 21), (17, 25), (21, 29), (22, 30)]
+    for start, stop in windows:  # no window holds frames of two runs
+        assert len(set(layout.run_labels(start, stop).tolist())) == 1
+    np.testing.assert_array_equal(layout.run_labels(8, 15), [0, 0, 1, 1, 1, 2, 2])
+    np.testing.assert_allclose(layout.weights(2), [1, 1, 1])  # alone in its run: no ramps
+    assert layout.weights(1)[-1] == 1 and layout.weights(3)[0] == 1  # runs start and end at full weight
+    constant = [np.full((stop - start, 1), 3.0, np.float32) for start, stop in windows]
+    np.testing.assert_allclose(blend_windows(layout, constant), 3.0)  # weights sum to 1 in every run
+    # each run blends exactly as a layout of that run alone would
+    ramps = np.concatenate([layout.weights(j) for j in range(3, layout.n_windows)])
+    alone = WindowLayout(17, 8, 4)
+    np.testing.assert_allclose(ramps, np.concatenate([alone.weights(j) for j in range(alone.n_windows)]))
+    with pytest.raises(ValueError, match="boundaries"):
+        WindowLayout(30, 8, 4, boundaries=(13, 10))
+
+
 def test_blending_is_a_weighted_average_of_the_windows_covering_a_frame():
     layout = WindowLayout(13, 8, 4)  # irregular: the last window moves back to end at frame 13
     rng = np.random.default_rng(0)

@@ -244,7 +244,7 @@ def api(stores):
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict[str, bytes]:
-    """WAV uploads: noise of 2 s, 3 s, 4 s (over the upload limit), 4 s at 8 kHz (fits), silence, text."""
+    """WAV uploads: noise of 2 s, 3 s, 4 s (over the upload limit), 4 s at 8 kHz (fits), 100 ms, silence, text."""
     folder = tmp_path_factory.mktemp("uploads")
     rng = np.random.default_rng(0)
     out = {}
@@ -256,6 +256,8 @@ def clips(tmp_path_factory) -> dict[str, bytes]:
     out["4s_8k"] = (folder / "4s_8k.wav").read_bytes()
     write_audio(folder / "silent.wav", np.zeros(RATE, np.float32), RATE)
     out["silent"] = (folder / "silent.wav").read_bytes()
+    write_audio(folder / "100ms.wav", 0.2 * rng.standard_normal(RATE // 10).astype(np.float32), RATE)
+    out["100ms"] = (folder / "100ms.wav").read_bytes()
     out["text"] = b"these are meeting notes, not audio\n" * 20
     return out
 
@@ -373,6 +375,7 @@ def test_content_types_and_sizes(api, clips):
     _error(chunked, 413, f"limit of {MAX_UPLOAD} bytes")
     _error(_post(url, "/v1/dub", clips["3s"]), 413, "2.5 s", "/v1/jobs")  # over the synchronous limit
     _error(_post(url, "/v1/dub", clips["silent"]), 400, "silent")
+    _error(_post(url, "/v1/dub", clips["100ms"]), 400, "audio too short (100 ms; need at least 500 ms)")
     _error(_post(url, "/v1/dub", clips["text"]), 400, "audio")
     assert backend.requests == []
 

@@ -57,6 +57,13 @@ class SegmentSummary:
             mask[segment.start : segment.stop] = True
         return mask
 
+    def labels(self) -> np.ndarray:
+        """(T,) int64: the index of each frame's segment, -1 outside every segment."""
+        labels = np.full(self.n_frames, -1, dtype=np.int64)
+        for index, segment in enumerate(self.segments):
+            labels[segment.start : segment.stop] = index
+        return labels
+
     def describe(self, max_gap: int) -> str:
         if not self.segments:
             return "not bridged (no face in any frame)"

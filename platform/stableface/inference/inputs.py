@@ -6,15 +6,22 @@ from pathlib import Path
 
 import numpy as np
 
-from stableface.errors import InputError, errors_naming
+from stableface.errors import AudioTooShort, InputError, errors_naming
 from stableface.io.audio import check_not_silent, read_audio
 
 
-def load_speech(path: str | Path, sample_rate: int, uri: str | None = None) -> np.ndarray:
-    """The new speech as mono float32 (S,) at ``sample_rate``; unreadable or silent audio raises naming ``uri``."""
+def load_speech(path: str | Path, sample_rate: int, min_seconds: float, uri: str | None = None) -> np.ndarray:
+    """The new speech as mono float32 (S,) at ``sample_rate``; audio that is unreadable, shorter than
+    ``min_seconds`` or silent raises naming ``uri``. Length is checked first: a few milliseconds of
+    a recording's quiet lead-in are too short, whatever their level."""
     uri = uri or str(path)
     with errors_naming(uri, path):
         samples = read_audio(path, sample_rate)
+    milliseconds = 1000.0 * len(samples) / sample_rate
+    if milliseconds < 1000.0 * min_seconds:
+        raise AudioTooShort(
+            uri, f"audio too short ({milliseconds:.0f} ms; need at least {1000.0 * min_seconds:.0f} ms)"
+        )
     check_not_silent(samples, uri)
     return samples
 

@@ -36,7 +36,7 @@ import numpy as np
 from stableface import __version__
 from stableface.audio.features import frames_for_audio, log_mel, window_starts
 from stableface.audio.silence import gate_mouth, mel_levels_db, silence_weights
-from stableface.errors import InputError, errors_naming
+from stableface.errors import errors_naming
 from stableface.face.lips import closed_mouth
 from stableface.face.warp import warp_texture
 from stableface.inference.composite import composite_face, draw_mark, provenance_tags
@@ -51,7 +51,7 @@ from stableface.inference.faces import (
 )
 from stableface.inference.inputs import check_speaker_model, load_speech
 from stableface.inference.render import apply_smoothing, resolve_device, to_model_range, to_pixels
-from stableface.inference.segments import count_runs, source_dub_weights
+from stableface.inference.segments import OutputRuns, output_runs, source_dub_weights
 from stableface.inference.source import SourceTrack, identity_warning, prepare_source
 from stableface.inference.speech import audio_windows
 from stableface.inference.stages import NeuralStages
@@ -117,7 +117,7 @@ class DubResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     frames_dubbed: int = 0  # output frames showing the speaker's face dubbed (inside face segments)
     frames_passed_through: int = 0  # output frames left as the source's own (cutaways, no face)
-    segments: int = 0  # runs of dubbed output frames
+    segments: int = 0  # face segments on the output timeline (dubbed runs, split at cutaways and shot cuts)
     identity_warning: str = ""  # set when the source was too short to verify the speaker's face
     watermark: Payload | None = None  # the invisible watermark's payload (None: switched off)
     credentials: SigningStatus = SigningStatus.UNSIGNED  # the embedded C2PA manifest, if any
@@ -272,7 +272,7 @@ def dub_files(
         stage_seconds=timer.rounded(),
         frames_dubbed=frames_dubbed,
         frames_passed_through=plan.n_frames - frames_dubbed,
-        segments=count_runs(plan.dub_weight > 0),
+        segments=plan.runs.n_dubbed,
         identity_warning=identity_warning(source, config.inference),
         watermark=payload,
         credentials=credentials,
@@ -298,6 +298,7 @@ class DubPlan:
     audio_duration_s: float
     track_audio: np.ndarray  # (S',) samples for the AAC track
     dub_weight: np.ndarray  # (N,) float32, how much of the dub each output frame shows (0: the source's)
+    runs: OutputRuns  # the face segments (and stretches without one) on the output timeline
     layout: WindowLayout
     renderer: _ChunkRenderer
     timer: StageTimer
@@ -325,13 +326,9 @@ def plan_dub(
     video_uri, audio_uri = video_uri or str(video_path), audio_uri or str(audio_path)
     timer = StageTimer()
     with timer("audio"):
-        speech = load_speech(audio_path, model.audio.sample_rate, audio_uri)  # (S,) 16 kHz mono
-        seconds = len(speech) / model.audio.sample_rate
-        if seconds < config.inference.min_audio_s:
-            raise InputError(
-                audio_uri,
-                f"audio is {seconds:.2f} s long; a dub needs at least {config.inference.min_audio_s:g} s",
-            )
+        speech = load_speech(
+            audio_path, model.audio.sample_rate, config.inference.min_audio_s, audio_uri
+        )  # (S,)
         with errors_naming(audio_uri, audio_path):
             track_audio = read_audio(audio_path, config.encode.audio_rate)  # (S',) for the AAC track
     if source is None:
@@ -353,28 +350,64 @@ def plan_dub(
     source_index = source_index_map(n_frames, source.n_frames)  # (N,)
     expression = source.expression[source_index].copy()  # (N, E)
     expression[:, model.face_model.mouth_slice] = mouth
-    with timer("smoothing"):
-        # Once for the whole output, so every chunk applies exactly the weights the whole would.
-        weights = stages.smoothing_weights(expression)  # (N, K)
     dub_weight = source_dub_weights(source, config.inference)[source_index]  # (N,)
+    runs = output_runs(source, config.inference, source_index)
+    with timer("smoothing"):
+        # Once per run for the whole output, so every chunk applies exactly the weights the whole would.
+        weights = _run_smoothing_weights(
+            stages, expression, runs, model.networks.config.smoothing.kernel_size
+        )
 
     renderer_config = model.networks.config.renderer
     length = renderer_config.sequence_length
-    layout = WindowLayout(n_frames, length, config.inference.overlap_for(length))
+    layout = WindowLayout(n_frames, length, config.inference.overlap_for(length), runs.boundaries)
     renderer = _ChunkRenderer(
         model, source, expression, weights, source_index, mel, starts, config, stages, timer, dub_weight
     )
     return DubPlan(
         video_path=Path(video_path), video_uri=video_uri, source=source, n_frames=n_frames,
-        audio_duration_s=audio_duration_s, track_audio=track_audio, dub_weight=dub_weight, layout=layout,
-        renderer=renderer, timer=timer,
+        audio_duration_s=audio_duration_s, track_audio=track_audio, dub_weight=dub_weight, runs=runs,
+        layout=layout, renderer=renderer, timer=timer,
     )  # fmt: skip
+
+
+def _run_smoothing_weights(
+    stages: NeuralStages, expression: np.ndarray, runs: OutputRuns, kernel_size: int
+) -> np.ndarray:
+    """(N, K) smoothing weights, each dubbed run's from its own expression (the weights network never
+    sees across a cut); frames that keep the source's pixels get the identity kernel."""
+    weights = np.zeros((len(expression), kernel_size), np.float32)
+    weights[:, kernel_size // 2] = 1.0
+    for (start, stop), dubbed in zip(runs.spans(), runs.dubbed, strict=True):
+        if dubbed:
+            weights[start:stop] = stages.smoothing_weights(expression[start:stop])
+    return weights
 
 
 def _pad_even(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     if frame.shape[:2] == (height, width):
         return frame
     return np.pad(frame, ((0, height - frame.shape[0]), (0, width - frame.shape[1]), (0, 0)), mode="edge")
+
+
+def _batches(
+    layout: WindowLayout, first: int, stop: int, size: int, dub_weight: np.ndarray
+) -> Iterator[tuple[int, list[tuple[int, int]], bool]]:
+    """(first window, windows, dubbed) of up to ``size`` consecutive windows among ``first .. stop-1``
+    that the renderer takes as one batch: of one length (a short run's window is shorter) and all
+    dubbed or all not (windows of frames that keep the source's pixels are not rendered)."""
+    group: list[tuple[int, int]] = []
+    group_first, group_key = first, None
+    for index in range(first, stop):
+        start, end = layout.window(index)
+        key = (end - start, bool(dub_weight[start:end].any()))
+        if group and (len(group) == size or key != group_key):
+            yield group_first, group, group_key[1]
+            group, group_first = [], index
+        group.append((start, end))
+        group_key = key
+    if group:
+        yield group_first, group, group_key[1]
 
 
 class _ChunkRenderer:
@@ -399,7 +432,7 @@ class _ChunkRenderer:
         per_chunk = max(1, round(self.config.inference.chunk_frames / layout.stride))
         for first, stop in chunk_windows(layout.n_windows, per_chunk):
             span = (layout.start(first), layout.window(stop - 1)[1])
-            inputs = self._inputs(span, layout.n_frames, frame_source)
+            inputs = self._inputs(span, layout, frame_source)
             self._render(layout, blender, first, stop, span, inputs)
             ready_start = blender.next_frame
             with self.timer("composite"):
@@ -408,16 +441,16 @@ class _ChunkRenderer:
                 yield self._composite(ready_start + offset, generated, span, inputs)
             del inputs, finished  # this chunk's frames go before the next chunk's are decoded
 
-    def _inputs(self, span: tuple[int, int], n_frames: int, frame_source: FrameSource) -> dict:
+    def _inputs(self, span: tuple[int, int], layout: WindowLayout, frame_source: FrameSource) -> dict:
         timer, size, model = self.timer, self.size, self.model
-        lo, hi = context_range(span[0], span[1], self.radius, n_frames)
+        lo, hi = context_range(span[0], span[1], self.radius, layout.n_frames)
         index = self.source_index[lo:hi]  # (Lc,) source frame of each output frame
         with timer("face_shapes"):
             pose = self.source.crop_pose(index, size)
             new_meshes = posed_meshes(model, self.expression[lo:hi], pose)  # (Lc, 478, 3)
             shapes = shape_images(model, new_meshes, size)  # (Lc, S, S)
         with timer("smoothing"):
-            smoothed = apply_smoothing(shapes, self.weights[lo:hi])  # (Lc, S, S)
+            smoothed = apply_smoothing(shapes, self.weights[lo:hi], layout.run_labels(lo, hi))  # (Lc, S, S)
         inner = slice(span[0] - lo, span[1] - lo)
         span_index = index[inner]
         first_source = int(span_index.min())
@@ -455,9 +488,8 @@ class _ChunkRenderer:
 
     def _render(self, layout, blender, first, stop, span, inputs) -> None:
         batch = self.config.inference.render_batch_windows
-        for group in range(first, stop, batch):
-            windows = [layout.window(j) for j in range(group, min(group + batch, stop))]
-            if not any(self.dub_weight[a:b].any() for a, b in windows):
+        for group, windows, dubbed in _batches(layout, first, stop, batch, self.dub_weight):
+            if not dubbed:
                 # No frame of these windows shows the dub (a cutaway): the renderer is not needed.
                 for offset, (a, b) in enumerate(windows):
                     blender.add(

@@ -5,7 +5,8 @@ come from the whole output's expression sequence once (:func:`smoothing_weights`
 bounds depend only on the sequence length), and each chunk applies them to its face-shape images
 with :func:`~stableface.models.smoothing.kernel_radius` frames of real context each side
 (:func:`apply_smoothing`, element-wise, so exact whatever the chunk). Replicate padding happens only
-at the true sequence ends, where the network's own padding puts it.
+at the true sequence ends, where the network's own padding puts it, and at the boundaries of face
+segments (a dub's runs), which the kernel never reaches across.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from stableface.data.sequences import PIXEL_SCALE
 from stableface.inference.timeline import run_in_pieces
 from stableface.models.renderer import Renderer
-from stableface.models.smoothing import TemporalSmoothing, apply_temporal_kernel, weight_radius
+from stableface.models.smoothing import TemporalSmoothing, weight_radius
 from stableface.utils.precision import Precision
 
 
@@ -47,15 +48,28 @@ def smoothing_weights(
         )  # fmt: skip
 
 
-def apply_smoothing(shapes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def apply_smoothing(shapes: np.ndarray, weights: np.ndarray, runs: np.ndarray | None = None) -> np.ndarray:
     """Face-shape images (L, S, S) of consecutive frames and their weights (L, K) -> smoothed (L, S, S).
 
-    Frames within K // 2 of either end of the run are replicate-padded: pass that much context.
+    ``runs`` (L,) labels each frame's run (a face segment, or a stretch without a face; default: one
+    run); the kernel never reaches across a run boundary: it replicate-pads there, as at either end of
+    the frames given (pass K // 2 frames of context, or the true sequence ends).
     """
+    frames, kernel_size = weights.shape
+    runs = np.zeros(frames, np.int64) if runs is None else np.asarray(runs)
+    position = np.arange(frames)
+    changes = np.flatnonzero(np.diff(runs)) + 1  # first frame of every run but the first
+    first = np.concatenate([[0], changes])[np.searchsorted(changes, position, side="right")]  # (L,)
+    last = np.concatenate([changes - 1, [frames - 1]])[np.searchsorted(changes, position, side="right")]
+    offsets = np.arange(kernel_size) - kernel_size // 2  # (K,)
+    neighbours = np.clip(position[:, None] + offsets[None], first[:, None], last[:, None])  # (L, K)
     with torch.inference_mode():
-        shape_tensor = torch.from_numpy(np.ascontiguousarray(shapes, np.float32))[None]  # (1, L, S, S)
-        weight_tensor = torch.from_numpy(np.ascontiguousarray(weights, np.float32))[None]  # (1, L, K)
-        return apply_temporal_kernel(shape_tensor, weight_tensor)[0].numpy()
+        flat = torch.from_numpy(np.ascontiguousarray(shapes, np.float32)).reshape(frames, -1)  # (L, D)
+        weight_tensor = torch.from_numpy(np.ascontiguousarray(weights, np.float32))  # (L, K)
+        smoothed = torch.zeros_like(flat)
+        for tap in range(kernel_size):  # the sums of models.smoothing.apply_temporal_kernel, in its order
+            smoothed = smoothed + weight_tensor[:, tap, None] * flat[torch.from_numpy(neighbours[:, tap])]
+        return smoothed.reshape(shapes.shape).numpy()
 
 
 def to_model_range(images: np.ndarray) -> np.ndarray:

@@ -7,13 +7,17 @@ output frames a contiguous range of source frames (see :class:`stableface.io.fra
 
 The renderer sees windows of at most T frames (its learned temporal positions). Windows overlap
 by ``overlap`` frames and are cross-faded there with linear ramps, so no frame switches abruptly
-from one window's rendering to the next one's.
+from one window's rendering to the next one's. Windows never cross a run boundary (the start of a
+face segment or of a stretch without one, :mod:`stableface.inference.segments`): the renderer's
+attention over a window's frames never mixes a face with a cutaway or another shot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import pairwise
 
 import numpy as np
 
@@ -45,12 +49,18 @@ def is_pingpong(n_output: int, n_source: int) -> bool:
 
 @dataclass(frozen=True)
 class WindowLayout:
-    """Renderer windows over N output frames: starts ``0, s, 2s, ...`` (s = T - overlap), the last one
-    moved back to end exactly at N; a sequence shorter than T is one short window."""
+    """Renderer windows over N output frames, laid out run by run: a run is ``[b_i, b_i+1)`` between
+    consecutive ``boundaries`` (frames where a new face segment or stretch without one starts; none =
+    one run of all N frames), and no window crosses a boundary, so a window never mixes two shots.
+
+    Within a run of R frames windows start ``0, s, 2s, ...`` after its first frame (s = T - overlap),
+    the last one moved back to end exactly at the run's end; a run shorter than T is one short window.
+    """
 
     n_frames: int
     length: int  # T
     overlap: int
+    boundaries: tuple[int, ...] = ()  # ascending frames in (0, N), each the first frame of a run
 
     def __post_init__(self) -> None:
         if self.length < 1:
@@ -60,49 +70,68 @@ class WindowLayout:
                 "inference.window_overlap",
                 f"must be in [0, {self.length - 1}] for T = {self.length}, got {self.overlap}",
             )
+        if any(not 0 < b < self.n_frames for b in self.boundaries) or list(self.boundaries) != sorted(
+            set(self.boundaries)
+        ):
+            raise ValueError(
+                f"run boundaries must ascend strictly inside (0, {self.n_frames}): {self.boundaries}"
+            )
 
     @property
     def stride(self) -> int:
         return self.length - self.overlap
 
+    @cached_property
+    def _windows(self) -> tuple[tuple[int, int, bool, bool], ...]:
+        """(start, stop, first of its run, last of its run) of every window, ascending."""
+        windows = []
+        edges = [0, *self.boundaries, self.n_frames] if self.n_frames > 0 else []
+        for run_start, run_stop in pairwise(edges):
+            run = run_stop - run_start
+            count = 1 if run <= self.length else -(-(run - self.length) // self.stride) + 1
+            for index in range(count):
+                start = run_start + min(index * self.stride, max(run - self.length, 0))
+                windows.append((start, min(start + self.length, run_stop), index == 0, index == count - 1))
+        return tuple(windows)
+
     @property
     def n_windows(self) -> int:
-        if self.n_frames <= 0:
-            return 0
-        if self.n_frames <= self.length:
-            return 1
-        return -(-(self.n_frames - self.length) // self.stride) + 1  # ceil division, plus the last
+        return len(self._windows)
 
     def start(self, index: int) -> int:
-        """First frame of window ``index``: ``index * stride``, the last one ending exactly at N."""
+        """First frame of window ``index``."""
         if not 0 <= index < self.n_windows:
             raise IndexError(f"window {index} of {self.n_windows}")
-        return min(index * self.stride, max(self.n_frames - self.length, 0))
+        return self._windows[index][0]
 
     def starts(self) -> np.ndarray:
         """(J,) int64 first frame of each window, ascending."""
-        return np.array([self.start(j) for j in range(self.n_windows)], dtype=np.int64)
+        return np.array([window[0] for window in self._windows], dtype=np.int64)
 
     def window(self, index: int) -> tuple[int, int]:
         """(start, stop) frames of window ``index``."""
-        start = self.start(index)
-        return start, min(start + self.length, self.n_frames)
+        start, stop, _, _ = self._windows[index]
+        return start, stop
+
+    def run_labels(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start,) int64: the run of each frame ``start .. stop-1`` (0 for the first run)."""
+        return np.searchsorted(np.asarray(self.boundaries, np.int64), np.arange(start, stop), side="right")
 
     def weights(self, index: int) -> np.ndarray:
         """(L,) float32 cross-fade weight of each frame of window ``index``, all > 0.
 
         Ramps of ``overlap`` frames, ``(i + 0.5) / overlap``, rise at the start (not for the first
-        window) and fall at the end (not for the last). Where two windows overlap by ``overlap``
-        frames their weights sum to 1 and the mix moves from one to the other by the same step every
-        frame, so no frame changes more at a window boundary than inside the overlap.
+        window of a run) and fall at the end (not for the last). Where two windows overlap by
+        ``overlap`` frames their weights sum to 1 and the mix moves from one to the other by the
+        same step every frame, so no frame changes more at a window boundary than inside the overlap.
         """
-        start, stop = self.window(index)
+        start, stop, first, last = self._windows[index]
         position = np.arange(stop - start, dtype=np.float64)  # (L,)
         weight = np.ones_like(position)
         if self.overlap > 0:
-            if index > 0:
+            if not first:
                 weight = np.minimum(weight, (position + 0.5) / self.overlap)
-            if index < self.n_windows - 1:
+            if not last:
                 weight = np.minimum(weight, (stop - start - position - 0.5) / self.overlap)
         return weight.astype(np.float32)
 
