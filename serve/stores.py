@@ -88,6 +88,9 @@ class SourceRef:
         return f"source '{self.speaker}/{self.source_id}'"
 
 
+SPEAKERS_FACE = FaceSelection()  # auto: the face that matches the speaker's model
+
+
 class SourceStore:
     """Source videos by (speaker, source id) and their prepared tracks (memory LRU + npz cache)."""
 
@@ -153,15 +156,16 @@ class SourceStore:
             os.replace(partial, path)  # concurrent downloads of one video both end in a whole file
         return path
 
-    def track_uri(self, ref: SourceRef, model: SpeakerModel, face: FaceSelection) -> str:
+    def track_uri(self, ref: SourceRef, model: SpeakerModel, face: FaceSelection = SPEAKERS_FACE) -> str:
         key = model_key(model).rsplit(":", 1)[-1]
         selected = f"-face-{face.text.replace(',', '_')}" if face.text else ""
         return join(self.cache_uri, "sources", ref.speaker, f"{ref.source_id}-{key}{selected}.npz")
 
-    def prepared(self, ref: SourceRef, model: SpeakerModel, face: FaceSelection | None = None) -> SourceTrack:
+    def prepared(
+        self, ref: SourceRef, model: SpeakerModel, face: FaceSelection = SPEAKERS_FACE
+    ) -> SourceTrack:
         """The source's track of ``face`` (default: the speaker's) for ``model``: from memory, else the
         npz cache, else prepared now."""
-        face = face or FaceSelection()
         key = (model_key(model), ref.uri, face.text)
         with self._lock:
             if key in self._tracks:
