@@ -16,6 +16,7 @@ from stableface.errors import InputError
 from stableface.face.face_tracks import Box, FaceSelection, SelectionKind, TrackLinker
 from stableface.inference import DubConfig, InferenceConfig, load_speaker_model, mark_box, prepare_source
 from stableface.inference.batch import ModelCache, dub_entry, read_dub_catalog
+from stableface.inference.face_choice import TrackSummary, choose_face
 from stableface.inference.pipeline import plan_dub
 from stableface.io.audio import read_audio, write_audio
 from stableface.io.storage import Storage
@@ -74,6 +75,29 @@ def test_the_linker_follows_each_face_and_resumes_a_face_that_returns_in_place()
 
 
 # ----------------------------------------------------------------------------- choosing the face
+def _track(track_id, frames, x, distance):
+    return TrackSummary(track_id, np.arange(*frames), Box(x, 0, x + 100, 100), distance)
+
+
+def test_auto_takes_every_matching_track_that_shares_no_frame_and_refuses_when_none_matches():
+    config = InferenceConfig()  # limit 0.020, 25 frames to verify
+    other, speaker = _track(0, (0, 100), 0, 0.09), _track(1, (0, 60), 200, 0.006)  # the other one first
+    back_elsewhere, short_match = _track(2, (70, 100), 400, 0.008), _track(3, (65, 68), 0, 0.012)
+    choice = choose_face([other, speaker, back_elsewhere, short_match], FaceSelection(), "s1", config, "v")
+    assert choice.track_ids == (1, 2, 3)  # by distance; none overlaps another
+    assert choice.n_frames == 93
+    assert choice.distance == pytest.approx((60 * 0.006 + 30 * 0.008 + 3 * 0.012) / 93)
+    with pytest.raises(InputError, match=r"^v: no face matches speaker model 's1' \(closest 0\.050 > 0\.020 "
+                       r"over 100 face frames; 2 faces tracked\)"):  # fmt: skip
+        choose_face([_track(0, (0, 100), 0, 0.09), _track(1, (0, 100), 200, 0.05)], FaceSelection(), "s1",
+                    config, "v")  # fmt: skip
+    one_frame = choose_face([_track(0, (0, 1), 0, 0.03), _track(1, (0, 1), 200, 0.025)], FaceSelection(),
+                            "s1", config, "v")  # fmt: skip
+    assert one_frame.track_ids == (1,)  # too short to verify: the closest, unverified (the row warns)
+    assert choose_face([speaker], FaceSelection.parse("250,50"), "s1", config, "v").track_ids == (1,)
+    assert choose_face([other, speaker], FaceSelection.parse("2"), "s1", config, "v").track_ids == (1,)
+
+
 def test_auto_picks_the_grid_face_measured_as_if_it_were_alone(model, auto, two_faces, grid_clips):
     grid_x0 = two_faces["grid_x0"]
     alone = prepare_source(grid_clips[GRID_CLIP], model)
