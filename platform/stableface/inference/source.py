@@ -6,7 +6,9 @@ settings at the model's crop size), the similarity pose from the rigid vertices 
 on the speaker model's basis relative to its identity. It is computed in one streaming pass that
 reduces each frame's mesh to its box extent, pose and expression at once, so memory stays at a
 few hundred bytes per frame for any video length; the pose in crop pixels follows from the frame
-pose and the box (a similarity, so the fit commutes with it).
+pose and the box (a similarity, so the fit commutes with it). Every face on screen gets its own
+track and reduction (:mod:`stableface.face.face_tracks`); the one dubbed is chosen at the end
+(:mod:`stableface.inference.face_choice`), and only its frames are the source's face frames.
 
 The result, :class:`SourceTrack`, is small and serialisable (npz through Storage): a server or a
 batch job prepares a source once per speaker model and reuses it for every new audio.
