@@ -169,6 +169,8 @@ def test_the_catalog_face_column_reaches_the_dub_and_a_malformed_one_fails_its_r
          "face": "leftmost"},
         {"job_id": "plain", "model_uri": untrained_speaker_model, "video_uri": path, "audio_uri": speech,
          "face": ""},
+        {"job_id": "second", "model_uri": untrained_speaker_model, "video_uri": path, "audio_uri": speech,
+         "face": "2"},
     ]  # fmt: skip
     catalog = tmp_path / "catalog.csv"
     pd.DataFrame(rows).to_csv(catalog, index=False)
@@ -190,3 +192,7 @@ def test_the_catalog_face_column_reaches_the_dub_and_a_malformed_one_fails_its_r
         in results["other"]["reason"]
     )
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]  # nothing written for them
+    second = dub_entry(entries["second"], DubConfig(), output, storage, models)
+    assert (second["status"], second["face"], second["reason"]) == ("ok", "2", "")
+    assert second["frames_dubbed"] == second["output_frames"] == 50 and second["warning"] == ""
+    assert (tmp_path / "out" / "videos" / "second.mp4").is_file()
