@@ -156,6 +156,27 @@ def test_the_dub_changes_the_grid_face_and_leaves_the_other_face_bit_for_bit(mod
     assert (changed > 50).all()  # every frame's GRID mouth was painted
 
 
+def test_scores_follow_the_dubbed_face_and_default_to_the_most_prominent(model, auto, two_faces):
+    from stableface.face.landmarks import MediaPipeBackend
+    from stableface.inference.batch import dubbed_face_box
+    from stableface.metrics import MetricsConfig
+    from stableface.metrics.video import score_video
+
+    config = MetricsConfig(lipsync=False, slice_image=False, cpbd=False)
+    grid_x0 = two_faces["grid_x0"]
+    grid_box = dubbed_face_box(auto, model)
+    assert grid_box.x0 > grid_x0 and grid_box.contains(*auto.centres.mean(axis=0))
+    vox_box = Box(VOX_FACE[0] - 50, VOX_FACE[1] - 50, VOX_FACE[0] + 50, VOX_FACE[1] + 50)
+    backend = MediaPipeBackend(max_faces=4)
+    on_grid, on_vox = (
+        score_video(two_faces["path"], config, backend, keep_landmarks=True, face=box)
+        for box in (grid_box, vox_box)
+    )
+    assert on_grid.n_face_frames == on_vox.n_face_frames == 75
+    assert (on_grid.ibug68[..., 0] > grid_x0).all() and (on_vox.ibug68[..., 0] < grid_x0).all()
+    assert on_grid.msi_lip != pytest.approx(on_vox.msi_lip, rel=0.05)  # two different mouths
+
+
 # ----------------------------------------------------------------------------- catalog rows
 def test_the_catalog_face_column_reaches_the_dub_and_a_malformed_one_fails_its_row(
     model, two_faces, speech, untrained_speaker_model, tmp_path

@@ -146,7 +146,8 @@ class FanBackend:
     name = "fan"
     provides_mesh = False
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", max_faces: int = 1):
+        self.max_faces = int(max_faces)
         missing = missing_fan_weights()
         if missing:
             raise BackendUnavailable(
@@ -171,7 +172,7 @@ class FanBackend:
             points = np.asarray(points, dtype=np.float32)[:, :2]  # (68, 2)
             assert points.shape == (N_IBUG, 2)
             faces.append(FaceLandmarks(ibug68=points, score=float(np.mean(score))))
-        return sorted(faces, key=lambda face: -face.score)
+        return sorted(faces, key=lambda face: -face.score)[: self.max_faces]
 
     def reset(self) -> None:
         """FAN detects every frame independently: no state."""

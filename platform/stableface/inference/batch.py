@@ -24,7 +24,7 @@ from typing import Any
 
 from stableface.data.catalog import read_table, resolve, table_base_dir, validate_id
 from stableface.errors import InputError, StorageUnavailable
-from stableface.face.face_tracks import FaceSelection
+from stableface.face.face_tracks import Box, FaceSelection
 from stableface.inference.config import DubConfig
 from stableface.inference.inputs import load_speaker_model
 from stableface.inference.pipeline import dub_files
@@ -217,8 +217,9 @@ def dub_entry(
 ) -> dict[str, Any]:
     """Dub one catalog entry into its output (published atomically) and return its manifest row.
 
-    ``scorer(path, name) -> OutputScore`` scores the finished video at the local ``path``, naming
-    it ``name`` (the output URI) in its statuses; None skips scoring.
+    ``scorer(path, name, face) -> OutputScore`` scores the finished video at the local ``path``,
+    naming it ``name`` (the output URI) in its statuses, on the dubbed ``face`` (its average box,
+    :func:`dubbed_face_box`); None skips scoring.
     """
     started = time.monotonic()
     row = {**_base_row(entry, node_id), "resumed": False}
@@ -249,7 +250,11 @@ def dub_entry(
                 video_uri=entry["video_uri"], audio_uri=entry["audio_uri"], model_uri=model_uri,
                 storage=storage,
             )  # fmt: skip
-            scores = scorer(output_path, entry["output_uri"]) if scorer else OutputScore()
+            scores = (
+                scorer(output_path, entry["output_uri"], dubbed_face_box(track, model))
+                if scorer
+                else OutputScore()
+            )
         seconds = time.monotonic() - started
         row.update(result.to_row())
         row.update(
@@ -302,16 +307,24 @@ class OutputScore:
         return asdict(self)
 
 
+def dubbed_face_box(track: SourceTrack, model: SpeakerModel) -> Box:
+    """The dubbed face's average box in source pixels: the crop box over its face frames, less the margin."""
+    x, y = track.centres[track.present].mean(axis=0)
+    half = track.side / model.face_model.config.crop_scale / 2.0
+    return Box(float(x - half), float(y - half), float(x + half), float(y + half))
+
+
 def output_scorer(metrics_config, backend):
     """A ``scorer`` for :func:`dub_entry`: the output's lip and jaw MSI and its lip-sync confidence
-    (:func:`stableface.metrics.video.score_video` on the output file: frames re-tracked)."""
+    (:func:`stableface.metrics.video.score_video` on the output file: frames re-tracked; with
+    several faces on screen the dubbed one, if ``backend`` tracks several)."""
     from stableface.metrics.video import STATUS_OK as SCORED
     from stableface.metrics.video import load_sync_expert, score_video
 
     sync, sync_error = load_sync_expert(metrics_config)
 
-    def score(path, name: str) -> OutputScore:
-        result = score_video(path, metrics_config, backend=backend, name=name, sync=sync)
+    def score(path, name: str, face: Box | None = None) -> OutputScore:
+        result = score_video(path, metrics_config, backend=backend, name=name, sync=sync, face=face)
         if result.status != SCORED:
             status = f"{result.status}: {result.reason}"
             return OutputScore(msi_status=status, lipsync_status=status)
