@@ -7,7 +7,8 @@ check a request meets, in this order:
 1. transport: request body over ``limits.max_upload_bytes`` -> 413 (by its declared length, else
    counted while it streams in); an upload route called without ``multipart/form-data`` -> 415;
 2. ``Authorization: Bearer <key>`` when a key is configured -> 401;
-3. ids (speaker, source, job) must be safe single path components -> 422 (``../x`` included);
+3. ids (speaker, source, job) must be safe single path components, and ``face`` a face selection
+   (empty, a face number, or ``x,y``) -> 422 (``../x`` included);
 4. the audio part's content type -> 415; the speaker's model and source video -> 404;
 5. the audio must decode (400), be audible (400) and not be too long (413);
 6. the dub itself: 503 when the service is saturated, 504 past ``limits.request_timeout_s``.
@@ -41,6 +42,7 @@ from serve.validation import (
     check_bearer,
     check_content_type,
     check_duration,
+    check_face,
     check_id,
     check_optional_id,
     error_for,
@@ -58,6 +60,10 @@ FEATURE_RATE = 16_000  # Hz the audio is decoded at to measure it (the models' f
 UPLOAD_ROUTES = ("/v1/dub", "/v1/jobs")
 MULTIPART = "multipart/form-data"
 LONG_AUDIO_HINT = " (send longer audio to POST /v1/jobs)"
+FACE_HELP = (
+    "which face of the source to dub: empty or 'auto' for the one that matches the speaker's model, "
+    "a face number from the left ('2'), or a point in source pixels ('412,130')"
+)
 # Module level: FastAPI resolves the (string) annotations below against this module's globals.
 bearer_scheme = HTTPBearer(auto_error=False, description="the service's API key, when one is configured")
 
@@ -258,11 +264,15 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
         source: Annotated[
             str | None, Form(description="source video id; default: the speaker's first")
         ] = None,
+        face: Annotated[str | None, Form(description=FACE_HELP)] = None,
     ) -> Response:
+        selection = check_face(face)
         speaker, source_id, data, suffix, _ = await checked_upload(
             speaker, source, audio, limits.max_sync_seconds, LONG_AUDIO_HINT
         )
-        request = DubRequest(speaker=speaker, source=source_id, audio=data, audio_suffix=suffix)
+        request = DubRequest(
+            speaker=speaker, source=source_id, audio=data, audio_suffix=suffix, face=selection
+        )
         try:
             reply = await asyncio.wait_for(backend.dub(request), timeout=limits.request_timeout_s)
         except asyncio.TimeoutError as error:
@@ -291,7 +301,9 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
                 "callbacks.allowed_hosts; signature header X-StableFace-Signature: sha256=HMAC)"
             ),
         ] = None,
+        face: Annotated[str | None, Form(description=FACE_HELP)] = None,
     ) -> dict:
+        selection = check_face(face)
         callback = check_callback_url(callback_url, config.callbacks) if callback_url else None
         speaker, source_id, data, suffix, seconds = await checked_upload(
             speaker, source, audio, limits.max_async_seconds
@@ -300,6 +312,8 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
         record = {"speaker": speaker, "source": source_id, "audio_seconds": round(seconds, 3)}
         if callback:
             record["callback_url"] = callback
+        if selection.text:
+            record["face"] = selection.text
         await run_in_threadpool(jobs.create, job_id, data, suffix, record)
         try:
             await backend.submit_job(job_id)

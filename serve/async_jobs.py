@@ -18,6 +18,7 @@ from serve.settings import from_payload
 from serve.stores import JobStore, ModelStore, SourceStore
 from serve.validation import ApiError, error_for
 from stableface.errors import InputError, StorageUnavailable
+from stableface.face.face_tracks import FaceSelection
 from stableface.inference import dub, load_speaker_model
 from stableface.io.storage import Storage
 
@@ -70,7 +71,9 @@ def _dub_job(config, jobs: JobStore, job_id: str) -> dict[str, Any]:
         model = load_speaker_model(model_uri, storage)
         sources = SourceStore(config.sources_uri, storage, config.cache_uri, config.dub.inference)
         ref = sources.find(record["speaker"], record.get("source"))
-        track = sources.prepared(ref, model)
+        track = sources.prepared(
+            ref, model, FaceSelection.parse(record.get("face", ""), f"job '{job_id}' face")
+        )
         result = dub(
             model, ref.uri, record["audio_uri"], output_uri, config.dub,
             source=track, storage=storage, model_uri=model_uri,

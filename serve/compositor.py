@@ -150,7 +150,7 @@ class Compositor(SpeakerModels):
         try:
             ref = self.sources.find(speaker, request.source)
             try:
-                track = self.sources.prepared(ref, model)
+                track = self.sources.prepared(ref, model, request.face)
                 source_s = time.perf_counter() - started
             except InputError as error:
                 raise ApiError(422, f"source '{ref.source_id}': cannot be dubbed ({error.problem})") from None

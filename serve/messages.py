@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from stableface.face.face_tracks import FaceSelection
+
 # The suffix an uploaded audio is stored under; FFmpeg probes the content, this only helps it.
 AUDIO_SUFFIXES = {
     "audio/wav": ".wav",
@@ -34,6 +36,7 @@ class DubRequest:
     source: str  # the resolved source id (the speaker's default when the client gave none)
     audio: bytes
     audio_suffix: str = ".wav"
+    face: FaceSelection = field(default_factory=FaceSelection)  # which face of the source to dub
 
 
 @dataclass

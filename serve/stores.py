@@ -27,6 +27,7 @@ from typing import Any
 from serve.validation import ApiError, check_id
 from stableface.data.catalog import VIDEO_SUFFIXES
 from stableface.errors import StorageNotFound
+from stableface.face.face_tracks import FaceSelection
 from stableface.inference import InferenceConfig, SourceTrack, load_speaker_model, model_key, prepare_source
 from stableface.io.storage import Storage, is_s3, join, local_dir
 from stableface.speaker_model import METADATA_FILE, SpeakerModel
@@ -87,6 +88,9 @@ class SourceRef:
         return f"source '{self.speaker}/{self.source_id}'"
 
 
+SPEAKERS_FACE = FaceSelection()  # auto: the face that matches the speaker's model
+
+
 class SourceStore:
     """Source videos by (speaker, source id) and their prepared tracks (memory LRU + npz cache)."""
 
@@ -104,10 +108,10 @@ class SourceStore:
         default_cache = Path(tempfile.gettempdir()) / "stableface-serve-cache"
         self.cache_uri = cache_uri or str(default_cache)
         self.local_cache = local_dir(self.cache_uri) if not is_s3(self.cache_uri) else default_cache
-        self._tracks: OrderedDict[tuple[str, str], SourceTrack] = OrderedDict()
+        self._tracks: OrderedDict[tuple[str, str, str], SourceTrack] = OrderedDict()
         self._listings: dict[str, tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
-        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._key_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self.prepared_count = 0  # tracks computed here (not loaded from the cache), for tests
 
     # ----------------------------------------------------------------- finding
@@ -152,13 +156,17 @@ class SourceStore:
             os.replace(partial, path)  # concurrent downloads of one video both end in a whole file
         return path
 
-    def track_uri(self, ref: SourceRef, model: SpeakerModel) -> str:
+    def track_uri(self, ref: SourceRef, model: SpeakerModel, face: FaceSelection = SPEAKERS_FACE) -> str:
         key = model_key(model).rsplit(":", 1)[-1]
-        return join(self.cache_uri, "sources", ref.speaker, f"{ref.source_id}-{key}.npz")
+        selected = f"-face-{face.text.replace(',', '_')}" if face.text else ""
+        return join(self.cache_uri, "sources", ref.speaker, f"{ref.source_id}-{key}{selected}.npz")
 
-    def prepared(self, ref: SourceRef, model: SpeakerModel) -> SourceTrack:
-        """The source's track for ``model``: from memory, else the npz cache, else prepared now."""
-        key = (model_key(model), ref.uri)
+    def prepared(
+        self, ref: SourceRef, model: SpeakerModel, face: FaceSelection = SPEAKERS_FACE
+    ) -> SourceTrack:
+        """The source's track of ``face`` (default: the speaker's) for ``model``: from memory, else the
+        npz cache, else prepared now."""
+        key = (model_key(model), ref.uri, face.text)
         with self._lock:
             if key in self._tracks:
                 self._tracks.move_to_end(key)
@@ -168,21 +176,21 @@ class SourceStore:
             with self._lock:
                 if key in self._tracks:
                     return self._tracks[key]
-            track = self._load_or_prepare(ref, model)
+            track = self._load_or_prepare(ref, model, face)
             with self._lock:
                 self._tracks[key] = track
                 while len(self._tracks) > self.max_tracks:
                     self._tracks.popitem(last=False)
         return track
 
-    def _load_or_prepare(self, ref: SourceRef, model: SpeakerModel) -> SourceTrack:
-        cached = self.track_uri(ref, model)
+    def _load_or_prepare(self, ref: SourceRef, model: SpeakerModel, face: FaceSelection) -> SourceTrack:
+        cached = self.track_uri(ref, model, face)
         if self.storage.exists(cached):
             track = SourceTrack.load(cached, self.storage)
             if track.model_key == model_key(model):
                 return track
         started = time.perf_counter()
-        track = prepare_source(self.local_video(ref), model, self.inference, source=ref.name)
+        track = prepare_source(self.local_video(ref), model, self.inference, source=ref.name, face=face)
         self.prepared_count += 1
         track.save(cached, self.storage)
         logger.info(

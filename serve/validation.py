@@ -21,6 +21,7 @@ from stableface.errors import (
     StorageUnavailable,
     UnreadableMedia,
 )
+from stableface.face.face_tracks import FaceSelection
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,14 @@ def check_id(value: str | None, what: str) -> str:
 
 def check_optional_id(value: str | None, what: str) -> str | None:
     return None if value is None or value == "" else check_id(value, what)
+
+
+def check_face(value: str | None) -> FaceSelection:
+    """The ``face`` form field as a selection (empty: the speaker's face), else 422."""
+    try:
+        return FaceSelection.parse(value, "face")
+    except InputError as error:
+        raise ApiError(422, str(error)) from error
 
 
 def media_type(header: str | None) -> str:

@@ -232,6 +232,41 @@ def mixed_lecture(grid_clips, tmp_path_factory) -> dict:
     return {"path": path, "parts": [(0, a), (a, c), (c, c + len(frames_b))], "clips": [clip_a, clip_b]}
 
 
+TWO_FACES_VOX = "voxceleb2/Audio_Source_00015.mp4"  # 224x224, another person (left)
+TWO_FACES_GRID_CLIP = 5  # a grid/s1 clip (360x288, 75 frames) the untrained model's identity did not see
+
+
+@pytest.fixture(scope="session")
+def two_faces(shared_data, grid_clips, tmp_path_factory) -> dict:
+    """Two people side by side: a VoxCeleb2 speaker (left, centred vertically) and grid/s1 (right).
+
+    584x288, 25 fps, as many frames as the GRID clip, its audio. Returns ``{"path", "grid_x0"}``:
+    the GRID half starts at column ``grid_x0``.
+    """
+    import numpy as np
+
+    from stableface.io.audio import read_audio
+    from stableface.io.video import VideoWriter, iter_frames
+
+    grid_clip = grid_clips[TWO_FACES_GRID_CLIP]
+    right = list(iter_frames(grid_clip))
+    left = list(iter_frames(shared_data / TWO_FACES_VOX, max_frames=len(right)))
+    height, grid_width = right[0].shape[:2]
+    vox_height, vox_width = left[0].shape[:2]
+    top = (height - vox_height) // 2
+    path = tmp_path_factory.mktemp("two_faces") / "two_faces.mp4"
+    audio = read_audio(grid_clip, 16_000)
+    with VideoWriter(
+        path, fps=25, width=vox_width + grid_width, height=height, audio=audio, crf=12
+    ) as writer:
+        for vox, grid in zip(left, right, strict=True):
+            frame = np.zeros((height, vox_width + grid_width, 3), np.uint8)
+            frame[top : top + vox_height, :vox_width] = vox
+            frame[:, vox_width:] = grid
+            writer.write(frame)
+    return {"path": path, "grid_x0": vox_width}
+
+
 # ----------------------------------------------------------------------------- Ray
 LOCAL_CLUSTER_SCRIPT = REPO_ROOT / "cluster" / "local_cluster.py"
 LOCAL_RAY_OPTIONS = {

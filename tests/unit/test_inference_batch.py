@@ -112,7 +112,7 @@ def test_an_entry_is_dubbed_once_recorded_and_found_finished_afterwards(
         storage,
         models,
         sources,
-        scorer=lambda path, name: OutputScore(0.5, 0.7, "ok"),
+        scorer=lambda path, name, face: OutputScore(0.5, 0.7, "ok"),
     )
     assert row["status"] == "ok" and not row["resumed"] and row["output_frames"] == 50
     assert (row["msi_lip"], row["msi_jaw"]) == (0.5, 0.7)

@@ -189,7 +189,7 @@ def test_bad_inputs_raise_naming_the_input_and_leave_no_output(
             str(shared_data / "grid" / "speakers" / "lbax4n.mpg"),
             speech["fr_2s"],
             InputError,
-            "lbax4n.mpg: the face does not match",
+            "lbax4n.mpg: no face matches speaker model",
         ),
         (
             "ftp://host/clip.mp4",

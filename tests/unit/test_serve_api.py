@@ -25,6 +25,7 @@ from serve.settings import load_settings, resolve_api_key
 from serve.stores import JobStore, ModelStore, SourceStore, public_job
 from serve.validation import ApiError, check_bearer, check_content_type, check_duration, check_id, error_for
 from stableface.errors import InputError, NoFaceFound, SilentAudio, StorageNotFound, UnreadableMedia
+from stableface.face.face_tracks import FaceSelection, SelectionKind
 from stableface.io.audio import write_audio
 from stableface.io.storage import Storage
 
@@ -262,8 +263,12 @@ def clips(tmp_path_factory) -> dict[str, bytes]:
     return out
 
 
-def _post(url, path, audio: bytes, speaker="s1", source=None, content_type="audio/wav", key=API_KEY):
+def _post(
+    url, path, audio: bytes, speaker="s1", source=None, content_type="audio/wav", key=API_KEY, face=None
+):
     data = {"speaker": speaker} if source is None else {"speaker": speaker, "source": source}
+    if face is not None:
+        data["face"] = face
     headers = {} if key is None else {"Authorization": f"Bearer {key}"}
     return requests.post(
         url + path, data=data, files={"audio": ("clip.wav", audio, content_type)}, headers=headers, timeout=30
@@ -320,6 +325,25 @@ def test_a_valid_dub_reaches_the_backend_with_the_resolved_source(api, clips):
     assert request.audio == clips["2s"]
     assert _post(url, "/v1/dub", clips["2s"], source="bbb").status_code == 200
     assert backend.requests[-1].source == "bbb"
+
+
+def test_the_face_field_selects_a_face_and_a_malformed_one_is_422(api, clips, stores):
+    url, backend, _ = api
+    assert _post(url, "/v1/dub", clips["2s"]).status_code == 200
+    assert _post(url, "/v1/dub", clips["2s"], face="2").status_code == 200
+    assert _post(url, "/v1/dub", clips["2s"], face=" 412, 130 ").status_code == 200
+    assert [request.face for request in backend.requests] == [
+        FaceSelection(),
+        FaceSelection(SelectionKind.index, index=2),
+        FaceSelection(SelectionKind.point, x=412, y=130),
+    ]
+    for bad in ("left", "0", "1,2,3"):
+        _error(_post(url, "/v1/dub", clips["2s"], face=bad), 422, f"face: '{bad}'")
+        _error(_post(url, "/v1/jobs", clips["2s"], face=bad), 422, f"face: '{bad}'")
+    assert len(backend.requests) == 3 and backend.jobs == []
+    submitted = _post(url, "/v1/jobs", clips["2s"], face="412,130")
+    assert submitted.status_code == 202, submitted.text
+    assert JobStore(stores["jobs"], Storage()).read(submitted.json()["job_id"])["face"] == "412,130"
 
 
 def test_missing_or_wrong_key_is_401(api, clips):

@@ -48,6 +48,9 @@ class LandmarkBackend(Protocol):
     def detect(self, frame: np.ndarray) -> FaceLandmarks | None:
         """Landmarks of the most prominent face in an RGB uint8 frame (H, W, 3), or None."""
 
+    def detect_all(self, frame: np.ndarray) -> list[FaceLandmarks]:
+        """Landmarks of every face found in an RGB uint8 frame (H, W, 3), most prominent first."""
+
     def reset(self) -> None:
         """Forget tracking state (call before each new video)."""
 
@@ -55,7 +58,12 @@ class LandmarkBackend(Protocol):
 
 
 class MediaPipeBackend:
-    """MediaPipe face mesh (478 points) from the mediapipe 0.10.21 wheel."""
+    """MediaPipe face mesh (478 points) from the mediapipe 0.10.21 wheel.
+
+    ``max_faces`` faces are tracked at once. With one face on screen the landmarks are the same for
+    any ``max_faces`` (measured bit for bit on grid/s1), so a single-speaker video gives the same
+    track whichever is set.
+    """
 
     name = "mediapipe"
     provides_mesh = True
@@ -65,7 +73,11 @@ class MediaPipeBackend:
         static_image_mode: bool = False,
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
+        max_faces: int = 1,
     ):
+        if max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1, got {max_faces}")
+        self.max_faces = int(max_faces)
         self.static_image_mode = static_image_mode
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
@@ -77,7 +89,7 @@ class MediaPipeBackend:
 
             self._mesh = FaceMesh(
                 static_image_mode=self.static_image_mode,
-                max_num_faces=1,
+                max_num_faces=self.max_faces,
                 refine_landmarks=True,
                 min_detection_confidence=self.min_detection_confidence,
                 min_tracking_confidence=self.min_tracking_confidence,
@@ -85,19 +97,23 @@ class MediaPipeBackend:
         return self._mesh
 
     def detect(self, frame: np.ndarray) -> FaceLandmarks | None:
+        faces = self.detect_all(frame)
+        return faces[0] if faces else None
+
+    def detect_all(self, frame: np.ndarray) -> list[FaceLandmarks]:
         height, width = frame.shape[:2]
         if self._mesh is None:  # a new graph logs its set-up on its first frame
             with native_noise_filtered():
                 result = self._graph().process(np.ascontiguousarray(frame))
         else:
             result = self._mesh.process(np.ascontiguousarray(frame))
-        if not result.multi_face_landmarks:
-            return None
-        points = result.multi_face_landmarks[0].landmark
-        mesh = np.array(
-            [(p.x * width, p.y * height, p.z * width) for p in points], dtype=np.float32
-        )  # (478, 3)
-        return FaceLandmarks(ibug68=mediapipe_to_ibug68(mesh).astype(np.float32), mesh=mesh)
+        faces = []
+        for landmarks in result.multi_face_landmarks or ():
+            mesh = np.array(
+                [(p.x * width, p.y * height, p.z * width) for p in landmarks.landmark], dtype=np.float32
+            )  # (478, 3)
+            faces.append(FaceLandmarks(ibug68=mediapipe_to_ibug68(mesh).astype(np.float32), mesh=mesh))
+        return faces
 
     def reset(self) -> None:
         self.close()
@@ -130,7 +146,8 @@ class FanBackend:
     name = "fan"
     provides_mesh = False
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", max_faces: int = 1):
+        self.max_faces = int(max_faces)
         missing = missing_fan_weights()
         if missing:
             raise BackendUnavailable(
@@ -144,14 +161,18 @@ class FanBackend:
         )
 
     def detect(self, frame: np.ndarray) -> FaceLandmarks | None:
+        faces = self.detect_all(frame)
+        return faces[0] if faces else None
+
+    def detect_all(self, frame: np.ndarray) -> list[FaceLandmarks]:
         found = self._model.get_landmarks_from_image(frame, return_landmark_score=True)
         landmarks, scores = found[0], found[1]
-        if not landmarks:
-            return None
-        best = int(np.argmax([float(np.mean(s)) for s in scores]))
-        points = np.asarray(landmarks[best], dtype=np.float32)[:, :2]  # (68, 2)
-        assert points.shape == (N_IBUG, 2)
-        return FaceLandmarks(ibug68=points, score=float(np.mean(scores[best])))
+        faces = []
+        for points, score in zip(landmarks or (), scores or (), strict=True):
+            points = np.asarray(points, dtype=np.float32)[:, :2]  # (68, 2)
+            assert points.shape == (N_IBUG, 2)
+            faces.append(FaceLandmarks(ibug68=points, score=float(np.mean(score))))
+        return sorted(faces, key=lambda face: -face.score)[: self.max_faces]
 
     def reset(self) -> None:
         """FAN detects every frame independently: no state."""

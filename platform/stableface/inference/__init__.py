@@ -2,7 +2,8 @@
 
 Composable, Ray-free stages (array in, array out), in pipeline order:
 
-- :func:`prepare_source` -> :class:`SourceTrack` (per video, cacheable as npz);
+- :func:`prepare_source` -> :class:`SourceTrack` (per video and chosen face, cacheable as npz;
+  :mod:`stableface.inference.face_choice` picks the face);
 - :func:`load_speech`, :func:`predict_mouth` (audio2expression) over :func:`audio_windows`;
 - :func:`source_index_map` (trim / ping-pong), :class:`WindowLayout` + :class:`WindowBlender` (renderer windows);
 - :func:`posed_meshes`, :func:`shape_images`, :func:`mouth_region_masks`, :func:`backgrounds`

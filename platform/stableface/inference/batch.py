@@ -2,7 +2,9 @@
 
 A catalog row names a ``job_id``, a speaker (whose model is ``<models_uri>/<speaker>``) or a
 ``model_uri``, the source ``video_uri``, the new ``audio_uri`` and optionally the ``output_uri``
-(default ``<job output_uri>/videos/<job_id>.mp4``). :func:`dub_entry` turns one entry into one
+(default ``<job output_uri>/videos/<job_id>.mp4``), and optionally which ``face`` to dub (empty: the
+one that matches the speaker model; ``2``: the second face from the left; ``412,130``: the face at
+that point, source pixels; :class:`~stableface.face.face_tracks.FaceSelection`). :func:`dub_entry` turns one entry into one
 manifest row and never raises: failures are rows with their reason.
 
 Idempotence: an output that exists is finished (outputs are only ever published whole), so a
@@ -22,6 +24,7 @@ from typing import Any
 
 from stableface.data.catalog import read_table, resolve, table_base_dir, validate_id
 from stableface.errors import InputError, StorageUnavailable
+from stableface.face.face_tracks import Box, FaceSelection
 from stableface.inference.config import DubConfig
 from stableface.inference.inputs import load_speaker_model
 from stableface.inference.pipeline import dub_files
@@ -40,10 +43,11 @@ COLUMN_ALIASES = {
     "output_uri": ("output_uri", "output"),
     "model_uri": ("model_uri", "model"),
     "speaker": ("speaker",),
+    "face": ("face",),
 }
 RESULT_COLUMNS = (
     "job_id", "status", "reason", "resumed", "speaker", "model_uri", "model_version", "video_uri",
-    "audio_uri", "output_uri", "video_duration_s", "audio_duration_s", "output_duration_s",
+    "face", "audio_uri", "output_uri", "video_duration_s", "audio_duration_s", "output_duration_s",
     "output_frames", "fps", "width", "height", "pingpong", "frames_dubbed", "frames_passed_through",
     "segments", "warning", "msi_lip", "msi_jaw", "msi_status",
     "lipsync_confidence", "lipsync_offset_frames", "lipsync_offset_ms", "lipsync_status",
@@ -55,6 +59,8 @@ RESULT_COLUMNS = (
 def _column(row: dict[str, Any], name: str) -> str:
     for alias in COLUMN_ALIASES[name]:
         value = row.get(alias)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # a JSONL/Parquet column of face numbers with gaps reads as floats
         if value is not None and str(value).strip() and str(value).lower() != "nan":
             return str(value).strip()
     return ""
@@ -92,10 +98,11 @@ def _entry(
 ) -> dict[str, Any]:
     job_id = str(row.get("job_id", "")).strip()
     entry: dict[str, Any] = {"job_id": job_id or f"row-{index + 1}", "reason": ""}
-    for name in ("speaker", "model_uri", "video_uri", "audio_uri", "output_uri"):
+    for name in ("speaker", "model_uri", "video_uri", "audio_uri", "output_uri", "face"):
         value = _column(row, name)
         entry[name] = resolve(value, base) if value and name.endswith("_uri") else value
     try:
+        entry["face"] = FaceSelection.parse(entry["face"], f"row {index + 1} face").text
         validate_id(job_id, "job id")
         if entry["speaker"]:
             validate_id(entry["speaker"], "speaker id")
@@ -147,14 +154,15 @@ class SourceCache:
     def __init__(self, storage: Storage, root: str | None):
         self.storage, self.root = storage, root
 
-    def uri(self, video_uri: str, model: SpeakerModel) -> str | None:
+    def uri(self, video_uri: str, model: SpeakerModel, face: FaceSelection) -> str | None:
         if not self.root:
             return None
-        key = hashlib.sha256(f"{video_uri}\n{model_key(model)}".encode()).hexdigest()[:24]
+        selected = f"\n{face.text}" if face.text else ""  # auto keeps the keys of single-face days
+        key = hashlib.sha256(f"{video_uri}\n{model_key(model)}{selected}".encode()).hexdigest()[:24]
         return join(self.root, f"{key}.npz")
 
-    def load(self, video_uri: str, model: SpeakerModel) -> SourceTrack | None:
-        uri = self.uri(video_uri, model)
+    def load(self, video_uri: str, model: SpeakerModel, face: FaceSelection) -> SourceTrack | None:
+        uri = self.uri(video_uri, model, face)
         if uri is None or not self.storage.exists(uri):
             return None
         try:
@@ -163,14 +171,14 @@ class SourceCache:
             logger.warning("ignoring cached source %s: %s", uri, error)
             return None
 
-    def save(self, track: SourceTrack, video_uri: str, model: SpeakerModel) -> None:
-        uri = self.uri(video_uri, model)
+    def save(self, track: SourceTrack, video_uri: str, model: SpeakerModel, face: FaceSelection) -> None:
+        uri = self.uri(video_uri, model, face)
         if uri is not None:
             track.save(uri, self.storage)
 
 
 def _base_row(entry: dict[str, Any], node_id: str) -> dict[str, Any]:
-    keys = ("job_id", "speaker", "model_uri", "video_uri", "audio_uri", "output_uri")
+    keys = ("job_id", "speaker", "model_uri", "video_uri", "face", "audio_uri", "output_uri")
     return {**{key: entry.get(key, "") for key in keys}, "node_id": node_id, "worker_pid": os.getpid()}
 
 
@@ -209,8 +217,9 @@ def dub_entry(
 ) -> dict[str, Any]:
     """Dub one catalog entry into its output (published atomically) and return its manifest row.
 
-    ``scorer(path, name) -> OutputScore`` scores the finished video at the local ``path``, naming
-    it ``name`` (the output URI) in its statuses; None skips scoring.
+    ``scorer(path, name, face) -> OutputScore`` scores the finished video at the local ``path``,
+    naming it ``name`` (the output URI) in its statuses, on the dubbed ``face`` (its average box,
+    :func:`dubbed_face_box`); None skips scoring.
     """
     started = time.monotonic()
     row = {**_base_row(entry, node_id), "resumed": False}
@@ -225,22 +234,27 @@ def dub_entry(
             raise InputError(
                 model_uri, f"is the model of speaker '{model.speaker}', the row asks for '{entry['speaker']}'"
             )
-        track = sources.load(entry["video_uri"], model) if sources else None
+        face = FaceSelection.parse(entry.get("face", ""), f"{entry['job_id']} face")
+        track = sources.load(entry["video_uri"], model, face) if sources else None
         with (
             storage.local_copy(entry["video_uri"]) as video_path,
             storage.local_copy(entry["audio_uri"]) as audio_path,
             storage.writable_local(entry["output_uri"], suffix=".mp4") as output_path,
         ):
             if track is None:
-                track = prepare_source(video_path, model, config.inference, entry["video_uri"])
+                track = prepare_source(video_path, model, config.inference, entry["video_uri"], face=face)
                 if sources:
-                    sources.save(track, entry["video_uri"], model)
+                    sources.save(track, entry["video_uri"], model, face)
             result = dub_files(
                 model, video_path, audio_path, output_path, config, track,
                 video_uri=entry["video_uri"], audio_uri=entry["audio_uri"], model_uri=model_uri,
                 storage=storage,
             )  # fmt: skip
-            scores = scorer(output_path, entry["output_uri"]) if scorer else OutputScore()
+            scores = (
+                scorer(output_path, entry["output_uri"], dubbed_face_box(track, model))
+                if scorer
+                else OutputScore()
+            )
         seconds = time.monotonic() - started
         row.update(result.to_row())
         row.update(
@@ -293,16 +307,24 @@ class OutputScore:
         return asdict(self)
 
 
+def dubbed_face_box(track: SourceTrack, model: SpeakerModel) -> Box:
+    """The dubbed face's average box in source pixels: the crop box over its face frames, less the margin."""
+    x, y = track.centres[track.present].mean(axis=0)
+    half = track.side / model.face_model.config.crop_scale / 2.0
+    return Box(float(x - half), float(y - half), float(x + half), float(y + half))
+
+
 def output_scorer(metrics_config, backend):
     """A ``scorer`` for :func:`dub_entry`: the output's lip and jaw MSI and its lip-sync confidence
-    (:func:`stableface.metrics.video.score_video` on the output file: frames re-tracked)."""
+    (:func:`stableface.metrics.video.score_video` on the output file: frames re-tracked; with
+    several faces on screen the dubbed one, if ``backend`` tracks several)."""
     from stableface.metrics.video import STATUS_OK as SCORED
     from stableface.metrics.video import load_sync_expert, score_video
 
     sync, sync_error = load_sync_expert(metrics_config)
 
-    def score(path, name: str) -> OutputScore:
-        result = score_video(path, metrics_config, backend=backend, name=name, sync=sync)
+    def score(path, name: str, face: Box | None = None) -> OutputScore:
+        result = score_video(path, metrics_config, backend=backend, name=name, sync=sync, face=face)
         if result.status != SCORED:
             status = f"{result.status}: {result.reason}"
             return OutputScore(msi_status=status, lipsync_status=status)

@@ -61,6 +61,10 @@ class InferenceConfig:
     # Silent stretches of the new audio close the mouth (stableface.audio.silence).
     silence_gate: SilenceGateConfig = field(default_factory=SilenceGateConfig)
     landmark_backend: str = "mediapipe"  # the only backend with the 3D mesh the face model needs
+    # Faces tracked at once in a source (stableface.face.face_tracks); the dub paints the one that
+    # matches the speaker model, or the one a row selects. More costs nothing while fewer are on
+    # screen (MediaPipe's landmarks of a lone face are the same for any value).
+    max_faces: int = 4
     # Only frames inside face segments are dubbed (stableface.face.segments); the others keep the
     # source's pixels. Gaps of at most this many frames without a face (a detector blink) are
     # bridged inside a segment; a longer one (a cutaway, the speaker turned away) never is.
@@ -89,6 +93,8 @@ class InferenceConfig:
             raise InputError(
                 "inference.render_batch_windows", f"must be >= 1, got {self.render_batch_windows}"
             )
+        if self.max_faces < 1:
+            raise InputError("inference.max_faces", f"must be >= 1, got {self.max_faces}")
         if self.window_overlap is not None and self.window_overlap < 0:
             raise InputError("inference.window_overlap", f"must be >= 0, got {self.window_overlap}")
         if self.max_bridge_frames < 0 or self.fade_frames < 0:

@@ -6,7 +6,9 @@ settings at the model's crop size), the similarity pose from the rigid vertices 
 on the speaker model's basis relative to its identity. It is computed in one streaming pass that
 reduces each frame's mesh to its box extent, pose and expression at once, so memory stays at a
 few hundred bytes per frame for any video length; the pose in crop pixels follows from the frame
-pose and the box (a similarity, so the fit commutes with it).
+pose and the box (a similarity, so the fit commutes with it). Every face on screen gets its own
+track and reduction (:mod:`stableface.face.face_tracks`); the one dubbed is chosen at the end
+(:mod:`stableface.inference.face_choice`), and only its frames are the source's face frames.
 
 The result, :class:`SourceTrack`, is small and serialisable (npz through Storage): a server or a
 batch job prepares a source once per speaker model and reuses it for every new audio.
@@ -26,10 +28,12 @@ import numpy as np
 
 from stableface.errors import InputError, errors_naming
 from stableface.face.face_model import N_SURFACE, Pose, normalise
+from stableface.face.face_tracks import Box, FaceSelection, TrackLinker
 from stableface.face.landmarks import LandmarkBackend, bridge_gaps, make_backend
 from stableface.face.segments import colour_signature, shot_cuts
 from stableface.face.tracking import crop_affines, require_faces, stable_crop_box
 from stableface.inference.config import InferenceConfig
+from stableface.inference.face_choice import TrackSummary, choose_face
 from stableface.io.storage import Storage
 from stableface.io.video import iter_frames, probe_video
 from stableface.speaker_model import SpeakerModel
@@ -183,34 +187,32 @@ class _GeometryAccumulator:
         self.shape_sum += normalised.sum(axis=0, dtype=np.float64)
         self.n_faces += len(indices)
 
-    def per_frame(self, name: str, n_frames: int) -> np.ndarray:
-        """(T, ...) rows of ``name``, zeros where no face was found (bridged by the caller)."""
-        rows = np.concatenate(self.rows[name])
-        out = np.zeros((n_frames, *rows.shape[1:]), dtype=np.float32)
-        out[np.concatenate(self.rows["index"])] = rows
-        return out
+    def frames(self) -> np.ndarray:
+        """(n,) the frames this track has a face in, in order."""
+        return np.concatenate(self.rows["index"])
+
+    def summary(self, track_id: int) -> TrackSummary:
+        extent = np.concatenate(self.rows["extent"]).mean(axis=0)  # (2 corners, 2): the average box
+        return TrackSummary(
+            track_id=track_id,
+            frames=self.frames(),
+            box=Box(*(float(v) for v in extent.reshape(-1))),
+            distance=identity_distance(self.shape_sum / self.n_faces, self.model.identity),
+        )
+
+
+def per_frame(tracks: list[_GeometryAccumulator], name: str, n_frames: int) -> np.ndarray:
+    """(T, ...) rows of ``name`` of ``tracks`` (never two in one frame), zeros where none has a face."""
+    rows = np.concatenate([row for track in tracks for row in track.rows[name]])
+    out = np.zeros((n_frames, *rows.shape[1:]), dtype=np.float32)
+    out[np.concatenate([track.frames() for track in tracks])] = rows
+    return out
 
 
 def identity_distance(mean_shape: np.ndarray, identity: np.ndarray) -> float:
     """RMS distance over the surface vertices between two (478, 3) canonical shapes (1 = eye-corner distance)."""
     difference = np.asarray(mean_shape, np.float64)[:N_SURFACE] - np.asarray(identity, np.float64)[:N_SURFACE]
     return float(np.sqrt(np.mean(np.sum(difference**2, axis=1))))
-
-
-def check_identity(distance: float, n_faces: int, speaker: str, config: InferenceConfig, source: str) -> None:
-    """Raise :class:`InputError` when a face ``distance`` from the model's identity is not that speaker's.
-
-    A clip with fewer than ``config.min_identity_frames`` face frames is not checked (see the config).
-    """
-    limit = config.max_identity_distance
-    if limit is None or n_faces < config.min_identity_frames:
-        return
-    if distance > limit:
-        raise InputError(
-            source,
-            f"the face does not match speaker model '{speaker}' (shape distance {distance:.3f} > "
-            f"{limit:.3f} over {n_faces} face frames); dub it with that person's model",
-        )
 
 
 def identity_warning(source: SourceTrack, config: InferenceConfig) -> str:
@@ -229,11 +231,16 @@ def prepare_source(
     config: InferenceConfig | None = None,
     source: str | None = None,
     backend: LandmarkBackend | None = None,
+    face: FaceSelection | None = None,
 ) -> SourceTrack:
     """Track a local video file once and measure everything dubbing needs from it.
 
-    ``source`` (default: the path) names the video in errors: :class:`~stableface.errors.NoFaceFound`
-    when too few frames show a face, :class:`InputError` when the face is not the model's speaker.
+    Every face is tracked (up to ``config.max_faces`` at once, :mod:`stableface.face.face_tracks`)
+    and the track of ``face`` (default: the one that matches the model,
+    :func:`~stableface.inference.face_choice.choose_face`) is the one measured, so the dub paints
+    that face only. ``source`` (default: the path) names the video in errors:
+    :class:`~stableface.errors.NoFaceFound` when too few frames show a face, :class:`InputError`
+    when no face (or not the selected one) is the model's speaker.
     """
     config = config or InferenceConfig()
     source = source or str(path)
@@ -241,10 +248,11 @@ def prepare_source(
         info = probe_video(path)
     face_config = dataclasses.replace(model.face_model.config, crop_size=model.crop_size)
     own_backend = backend is None
-    backend = backend or make_backend(config.landmark_backend)
+    backend = backend or make_backend(config.landmark_backend, max_faces=config.max_faces)
     if not backend.provides_mesh:
         raise InputError(source, f"landmark backend '{backend.name}' gives no 3D mesh; use 'mediapipe'")
-    accumulator = _GeometryAccumulator(model)
+    linker = TrackLinker()
+    tracks: list[_GeometryAccumulator] = []  # per track id
     n_frames = 0
     signatures = []  # (T, B) colour histograms for shot cuts, 96 bytes a frame
     try:
@@ -252,31 +260,42 @@ def prepare_source(
         with errors_naming(source, path):
             for frame in iter_frames(path):
                 signatures.append(colour_signature(frame))
-                found = backend.detect(frame)
-                if found is not None:
-                    accumulator.add(n_frames, found.mesh)
+                found = backend.detect_all(frame)
+                for track_id, face_found in zip(
+                    linker.assign([Box.of_points(f.mesh) for f in found]), found, strict=True
+                ):
+                    while len(tracks) <= track_id:
+                        tracks.append(_GeometryAccumulator(model))
+                    tracks[track_id].add(n_frames, face_found.mesh)
                 n_frames += 1
     finally:
         backend.reset()
         if own_backend:
             backend.close()
-    accumulator.reduce()
-    present = np.zeros(n_frames, dtype=bool)
-    if accumulator.n_faces:
-        present[np.concatenate(accumulator.rows["index"])] = True
+    for track in tracks:
+        track.reduce()
+    any_face = np.zeros(n_frames, dtype=bool)
+    for track in tracks:
+        any_face[track.frames()] = True
     require_faces(
-        present, dataclasses.replace(face_config, min_face_fraction=config.min_face_fraction), source
+        any_face, dataclasses.replace(face_config, min_face_fraction=config.min_face_fraction), source
     )
+    choice = choose_face(
+        [track.summary(track_id) for track_id, track in enumerate(tracks)],
+        face or FaceSelection(), model.speaker, config, source,
+    )  # fmt: skip
+    chosen = [tracks[track_id] for track_id in choice.track_ids]
+    present = np.zeros(n_frames, dtype=bool)
+    present[np.concatenate([track.frames() for track in chosen])] = True
 
-    extent = bridge_gaps(accumulator.per_frame("extent", n_frames), present)  # (T, 2, 2)
+    extent = bridge_gaps(per_frame(chosen, "extent", n_frames), present)  # (T, 2, 2)
     box = stable_crop_box(extent, present, face_config, source)
-    pose = Pose.from_array(bridge_gaps(accumulator.per_frame("pose", n_frames), present))
-    expression = bridge_gaps(accumulator.per_frame("expression", n_frames), present)  # (T, E)
-    distance = identity_distance(accumulator.shape_sum / accumulator.n_faces, model.identity)
-    check_identity(distance, accumulator.n_faces, model.speaker, config, source)
+    pose = Pose.from_array(bridge_gaps(per_frame(chosen, "pose", n_frames), present))
+    expression = bridge_gaps(per_frame(chosen, "expression", n_frames), present)  # (T, E)
+    distance = choice.distance
     logger.info(
-        "prepared %s: %d frames (%d without a face), crop side %.0f px, identity distance %.3f",
-        source, n_frames, int((~present).sum()), box.side, distance,
+        "prepared %s: %d frames (%d without the face), %d face tracks, crop side %.0f px, identity distance %.3f",
+        source, n_frames, int((~present).sum()), len(tracks), box.side, distance,
     )  # fmt: skip
     return SourceTrack(
         source=source,

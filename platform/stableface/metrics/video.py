@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stableface.errors import InputError, errors_naming
+from stableface.face.face_tracks import Box
 from stableface.face.ibug import N_IBUG
-from stableface.face.landmarks import LandmarkBackend, bridge_gaps, make_backend
+from stableface.face.landmarks import FaceLandmarks, LandmarkBackend, bridge_gaps, make_backend
 from stableface.face.segments import face_segments
 from stableface.io.video import iter_frames, probe_video
 from stableface.metrics.config import MetricsConfig
@@ -151,8 +152,13 @@ def score_video(
     keep_landmarks: bool = False,
     name: str | None = None,
     sync: SyncExpert | None = None,
+    face: Box | None = None,
 ) -> VideoScore:
     """Score a local video file. Input problems become ``failed``/``no_score`` results, not exceptions.
+
+    ``face``: where the face to score is (a dub's painted face, frame pixels); in a frame where the
+    backend finds several faces, the one whose centre is nearest to its centre is scored. Without it,
+    or with one face found, the most prominent face is.
 
     ``name`` (default: the path) is what reasons call the video, e.g. the URI a temporary copy came from.
     ``sync``: the lip-sync expert, which scores the file's own audio track against the tracked lips
@@ -182,7 +188,7 @@ def score_video(
         backend.reset()
         with errors_naming(source, path):
             for index, frame in enumerate(iter_frames(path, max_frames=config.max_frames)):
-                found = backend.detect(frame)
+                found = backend.detect(frame) if face is None else _nearest(backend.detect_all(frame), face)
                 points = None if found is None else found.ibug68  # (68, 2)
                 rows.append(points)
                 if slicer is not None:
@@ -251,6 +257,13 @@ def score_video(
     if sync is not None:
         _score_sync(score, sync, path, bridged, segments.inside(), source)
     return score
+
+
+def _nearest(faces: list[FaceLandmarks], box: Box) -> FaceLandmarks | None:
+    if len(faces) <= 1:
+        return faces[0] if faces else None
+    x, y = box.centre
+    return min(faces, key=lambda f: float(np.hypot(*(np.asarray(Box.of_points(f.ibug68).centre) - (x, y)))))
 
 
 def load_sync_expert(config: MetricsConfig) -> tuple[SyncExpert | None, str]:

@@ -73,7 +73,9 @@ class DubWorker:
         self.sources = SourceCache(
             self.storage, join(cfg.output_uri, "sources") if cfg.cache_sources else None
         )
-        self.backend = make_backend(cfg.metrics.backend) if cfg.score_outputs else None
+        # As many faces as dubbing tracks, so a dub's scores are of its painted face (stableface.metrics.video).
+        faces = cfg.dub.inference.max_faces
+        self.backend = make_backend(cfg.metrics.backend, max_faces=faces) if cfg.score_outputs else None
         self.scorer = output_scorer(cfg.metrics, self.backend) if self.backend else None
         self.node = node_id()
 
