@@ -49,7 +49,7 @@ def write_dataset_manifest(
     for speaker in speakers:
         manifest = read_speaker_manifest(storage, layout, speaker)
         if manifest is None:
-            speaker_summaries[speaker] = {"status": "missing", "reason": "speaker was not processed"}
+            speaker_summaries[speaker] = {"status": RowStatus.FAILED, "reason": "speaker was not processed"}
             continue
         videos.extend(manifest.get("videos", []))
         speaker_summaries[speaker] = {k: v for k, v in manifest.items() if k != "videos"}
