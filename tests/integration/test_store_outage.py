@@ -124,17 +124,25 @@ def test_an_audit_stops_on_an_outage_and_a_rerun_scores_every_video(
     assert table.count("\n") == N_ROWS + 1 and ",failed," not in table, summary
 
 
+@pytest.mark.parametrize("job", ["dub", "preprocess", "audit"])
 def test_the_cli_exits_3_naming_the_store_when_it_cannot_be_reached(
-    closed_endpoint, tiny_speaker_model, grid_clips, shared_data, tmp_path, caplog
+    job, closed_endpoint, tiny_speaker_model, grid_clips, shared_data, tmp_path, caplog
 ):
     catalog = tmp_path / "catalog.csv"
-    catalog.write_text(
-        f"job_id,video_uri,audio_uri,model_uri\nr1,{grid_clips[0]},{shared_data}/speech/macron_12s.wav,{tiny_speaker_model}\n"
-    )
-    argv = ["dub", f"catalog={catalog}", "output_uri=s3://bucket/dubs", *_storage_overrides(closed_endpoint)]
+    if job == "dub":
+        catalog.write_text(
+            f"job_id,video_uri,audio_uri,model_uri\nr1,{grid_clips[0]},{shared_data}/speech/macron_12s.wav,{tiny_speaker_model}\n"
+        )
+        options = [f"catalog={catalog}", "output_uri=s3://bucket/dubs"]
+    elif job == "preprocess":
+        catalog.write_text(f"video_uri,speaker\n{grid_clips[0]},s1\n")
+        options = [f"catalog={catalog}", "dataset_uri=s3://bucket/dataset"]
+    else:  # the videos to audit are in the store
+        options = ["catalog=s3://bucket/videos", f"output_uri={tmp_path / 'audit'}"]
+    argv = [job, *options, *_storage_overrides(closed_endpoint)]
     with caplog.at_level(logging.ERROR, logger="stableface"):
         assert main(argv) == EXIT_STORE_UNAVAILABLE
-    assert any(
-        closed_endpoint in record.getMessage() and "rerun" in record.getMessage() for record in caplog.records
-    )
+    stopped = [record.getMessage() for record in caplog.records if "stopped" in record.getMessage()]
+    assert len(stopped) == 1 and "\n" not in stopped[0], stopped  # one line
+    assert closed_endpoint in stopped[0] and "s3://bucket/" in stopped[0] and "rerun" in stopped[0]
     assert not Path("s3:").exists()
