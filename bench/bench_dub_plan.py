@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from stableface.config import compose
 from stableface.io.storage import Storage, StorageConfig, join
 from stableface.ray_jobs.dub import plan_dub
+from stableface.status import RowStatus
 
 ROWS, QUICK_ROWS = 10_000, 1_000
 UNFINISHED = 10
@@ -74,7 +75,7 @@ def run(quick: bool = False) -> dict:
         with ThreadPoolExecutor(16) as pool:  # the earlier run's records and outputs
             list(pool.map(
                 lambda i: (
-                    storage.write_json(join(output_uri, "items", f"row-{i:05d}.json"), {"status": "ok"}),
+                    storage.write_json(join(output_uri, "items", f"row-{i:05d}.json"), {"status": RowStatus.OK}),
                     storage.write_bytes(join(output_uri, "videos", f"row-{i:05d}.mp4"), b"mp4"),
                 ),
                 range(n_rows - UNFINISHED),

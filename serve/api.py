@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serve.callbacks import check_callback_url
 from serve.messages import DubReply, DubRequest, audio_suffix
-from serve.stores import JobStore, ModelStore, SourceStore, public_job
+from serve.stores import JobState, JobStore, ModelStore, SourceStore, public_job
 from serve.validation import (
     RETRY_AFTER_S,
     ApiError,
@@ -318,11 +318,11 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
         try:
             await backend.submit_job(job_id)
         except ApiError as error:
-            await run_in_threadpool(jobs.update, job_id, status="failed", error=error.message)
+            await run_in_threadpool(jobs.update, job_id, status=JobState.FAILED, error=error.message)
             raise
         return {
             "job_id": job_id,
-            "status": "queued",
+            "status": JobState.QUEUED,
             "status_url": f"/v1/jobs/{job_id}",
             "video_url": f"/v1/jobs/{job_id}/video",
         }
@@ -340,10 +340,10 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
     async def delete_job(job_id: str) -> dict:
         job_id = check_id(job_id, "job id")
         record = await run_in_threadpool(jobs.read, job_id)
-        if record.get("status") in ("queued", "running"):
-            await run_in_threadpool(jobs.update, job_id, status="cancelled", finished_at=time.time())
+        if record.get("status") in JobState.active():
+            await run_in_threadpool(jobs.update, job_id, status=JobState.CANCELLED, finished_at=time.time())
             await backend.cancel_job(job_id)
-            return {"job_id": job_id, "status": "cancelled"}
+            return {"job_id": job_id, "status": JobState.CANCELLED}
         await run_in_threadpool(jobs.remove, job_id)
         return {"job_id": job_id, "status": "removed"}
 
@@ -362,9 +362,9 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
     async def job_video(job_id: str) -> Response:
         job_id = check_id(job_id, "job id")
         record = await run_in_threadpool(jobs.read, job_id)
-        if record.get("status") == "failed":
+        if record.get("status") == JobState.FAILED:
             raise ApiError(409, f"job '{job_id}': failed ({record.get('error', 'no reason recorded')})")
-        if record.get("status") != "done":
+        if record.get("status") != JobState.DONE:
             raise ApiError(409, f"job '{job_id}': {record.get('status')}; the video is not ready yet")
         video = await run_in_threadpool(storage.read_bytes, jobs.video_uri(job_id))
         return Response(video, media_type="video/mp4")

@@ -15,7 +15,7 @@ from typing import Any
 
 from serve.callbacks import notify_job_end
 from serve.settings import from_payload
-from serve.stores import JobStore, ModelStore, SourceStore
+from serve.stores import JobState, JobStore, ModelStore, SourceStore
 from serve.validation import ApiError, error_for
 from stableface.errors import InputError, StorageUnavailable
 from stableface.face.face_tracks import FaceSelection
@@ -56,16 +56,16 @@ def _dub_job(config, jobs: JobStore, job_id: str) -> dict[str, Any]:
     storage = jobs.storage
     record = jobs.read(job_id)
     output_uri = jobs.video_uri(job_id)
-    if record.get("status") == "done" and storage.exists(output_uri):
+    if record.get("status") == JobState.DONE and storage.exists(output_uri):
         return record
-    if record.get("status") == "cancelled":
+    if record.get("status") == JobState.CANCELLED:
         return record
     attempts = int(record.get("attempts", 0))
     if attempts >= config.max_job_attempts:
         reason = f"job '{job_id}': gave up after {attempts} attempts that did not finish"
         logger.warning(reason)
-        return jobs.update(job_id, status="failed", error=reason, finished_at=time.time())
-    record = jobs.update(job_id, status="running", started_at=time.time(), attempts=attempts + 1)
+        return jobs.update(job_id, status=JobState.FAILED, error=reason, finished_at=time.time())
+    record = jobs.update(job_id, status=JobState.RUNNING, started_at=time.time(), attempts=attempts + 1)
     try:
         model_uri = ModelStore(config.models_uri, storage).require(record["speaker"])
         model = load_speaker_model(model_uri, storage)
@@ -86,13 +86,13 @@ def _dub_job(config, jobs: JobStore, job_id: str) -> dict[str, Any]:
     except (InputError, ApiError) as error:
         reason = error_for(error).message
         logger.warning("job %s failed: %s", job_id, reason)
-        return jobs.update(job_id, status="failed", error=reason, finished_at=time.time())
+        return jobs.update(job_id, status=JobState.FAILED, error=reason, finished_at=time.time())
     except Exception as error:  # a bug, not bad input: record it for the client, then let Ray see it
-        jobs.update(job_id, status="failed", error=error_for(error).message, finished_at=time.time())
+        jobs.update(job_id, status=JobState.FAILED, error=error_for(error).message, finished_at=time.time())
         raise
     return jobs.update(
         job_id,
-        status="done",
+        status=JobState.DONE,
         finished_at=time.time(),
         output_seconds=round(result.output_duration_s, 3),
         model_version=result.model_version,

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from serve.stores import JobState
 from serve.validation import ApiError
 from stableface.config.jobs import CallbackSettings
 
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-StableFace-Signature"
 SIGNATURE_PREFIX = "sha256="
 CALLBACK_SCHEMES = ("http", "https")
-FINAL_STATES = ("done", "failed")  # a cancelled job was ended by the client itself: no callback
+CALLBACK_STATES = (JobState.DONE, JobState.FAILED)  # a cancelled job was ended by the client itself
 # Answers worth trying again: the receiver is busy or timed out; other 4xx will not change.
 RETRIED_CLIENT_ERRORS = (408, 429)
 SUCCESS_MIN, SUCCESS_MAX = 200, 299
@@ -85,7 +86,7 @@ def verify(body: bytes, signature: str, secret: str) -> bool:
 def callback_body(record: Mapping[str, Any], settings: CallbackSettings) -> bytes:
     """The JSON the receiver gets: the job id, its final status, the video's URL when done, the error."""
     job_id = record["job_id"]
-    done = record.get("status") == "done"
+    done = record.get("status") == JobState.DONE
     body = {
         "job_id": job_id,
         "status": record.get("status"),
@@ -135,7 +136,11 @@ def deliver(url: str, body: bytes, secret: str, settings: CallbackSettings) -> D
 def notify_job_end(record: Mapping[str, Any], settings: CallbackSettings) -> Delivery | None:
     """Call the job's callback once it has ended; None when it has none, has not ended or was delivered."""
     url = record.get("callback_url")
-    if not url or record.get("status") not in FINAL_STATES or (record.get("callback") or {}).get("delivered"):
+    if (
+        not url
+        or record.get("status") not in CALLBACK_STATES
+        or (record.get("callback") or {}).get("delivered")
+    ):
         return None
     secret = resolve_secret(settings)
     if secret is None:

@@ -12,6 +12,7 @@ Every URI is built from a root in the config and ids that passed
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import os
@@ -38,11 +39,25 @@ LISTING_TTL_S = 30.0  # how long a speaker's list of source videos is reused bef
 STATUS_FILE = "status.json"
 VIDEO_FILE = "video.mp4"
 AUDIO_STEM = "audio"
-JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 PUBLIC_JOB_FIELDS = (
     "job_id", "status", "speaker", "source", "created_at", "started_at", "finished_at",
     "audio_seconds", "output_seconds", "model_version", "error", "attempts", "callback_url", "callback",
 )  # fmt: skip
+
+
+class JobState(enum.StrEnum):
+    """Where an asynchronous job is; ``status.json`` holds the value."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def active(cls) -> frozenset[JobState]:
+        """States of a job not yet ended: a restart submits it again and a client may cancel it."""
+        return frozenset((cls.QUEUED, cls.RUNNING))
 
 
 def _under(root: str, uri: str) -> str:
@@ -228,7 +243,7 @@ class JobStore:
         full = {
             **record,
             "job_id": job_id,
-            "status": "queued",
+            "status": JobState.QUEUED,
             "audio_uri": audio_uri,
             "created_at": time.time(),
             "attempts": 0,
@@ -245,8 +260,8 @@ class JobStore:
             raise ApiError(404, f"job '{job_id}': no such job") from error
 
     def update(self, job_id: str, **fields: Any) -> dict[str, Any]:
-        if "status" in fields and fields["status"] not in JOB_STATES:
-            raise ValueError(f"unknown job state {fields['status']!r}")
+        if "status" in fields and fields["status"] not in tuple(JobState):
+            raise ValueError(f"unknown job state {fields['status']!r} (one of {', '.join(JobState)})")
         record = {**self.read(job_id), **fields}
         self.storage.write_json(self.status_uri(job_id), record)
         return record
@@ -267,7 +282,7 @@ class JobStore:
 
     def unfinished(self) -> list[str]:
         """Ids of jobs still queued or running (after a restart they are submitted again)."""
-        return [r["job_id"] for r in self.records() if r.get("status") in ("queued", "running")]
+        return [r["job_id"] for r in self.records() if r.get("status") in JobState.active()]
 
     def remove(self, job_id: str) -> None:
         """Delete the job's folder (audio, video, status)."""

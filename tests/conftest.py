@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -81,20 +82,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory) -> str:
-    """A moto S3 server in its own process on 127.0.0.1; its URL. Credentials go to the env."""
+@contextlib.contextmanager
+def _moto_server(log: Path, **env: str):
+    """A moto server process on a free 127.0.0.1 port, up and answering; yields its endpoint URL."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    env = {**os.environ, **S3_TEST_CREDENTIALS}
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            env=env,
+            env={**os.environ, **S3_TEST_CREDENTIALS, **env},
         )
-    endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -107,9 +105,51 @@ def s3_endpoint(tmp_path_factory) -> str:
     else:
         process.kill()
         pytest.fail("moto server did not start within 30 s")
-    yield endpoint
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> str:
+    """A moto S3 server in its own process on 127.0.0.1; its URL. Credentials go to the env."""
+    with _moto_server(tmp_path_factory.mktemp("moto") / "server.log") as endpoint:
+        yield endpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class LockedStore:
+    """A moto server that checks credentials and IAM policies, as AWS does."""
+
+    endpoint: str
+    kept_uri: str  # s3://<bucket>/<key> of an object that exists
+    no_policy_key: tuple[str, str]  # (access key id, secret) of an IAM user allowed nothing
+
+
+LOCKED_OBJECT = "kept.json"
+UNAUTHENTICATED_SETUP_CALLS = 4  # create_bucket, put_object, create_user, create_access_key
+
+
+@pytest.fixture(scope="session")
+def locked_store(tmp_path_factory) -> LockedStore:
+    """A second moto server with authentication on (after the setup calls): unknown access keys,
+    wrong secrets and users without a policy get the 403 answers AWS gives them."""
+    import boto3
+
+    log = tmp_path_factory.mktemp("moto_locked") / "server.log"
+    with _moto_server(log, INITIAL_NO_AUTH_ACTION_COUNT=str(UNAUTHENTICATED_SETUP_CALLS)) as endpoint:
+        session = boto3.session.Session(region_name="us-east-1")
+        s3, iam = (session.client(name, endpoint_url=endpoint) for name in ("s3", "iam"))
+        bucket = f"locked-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key=LOCKED_OBJECT, Body=b"{}")
+        iam.create_user(UserName="allowed-nothing")
+        key = iam.create_access_key(UserName="allowed-nothing")["AccessKey"]
+        yield LockedStore(
+            endpoint, f"s3://{bucket}/{LOCKED_OBJECT}", (key["AccessKeyId"], key["SecretAccessKey"])
+        )
 
 
 @pytest.fixture

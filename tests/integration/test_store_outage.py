@@ -15,10 +15,11 @@ import pytest
 
 from stableface.cli import EXIT_STORE_UNAVAILABLE, main
 from stableface.config import compose
+from stableface.data.layout import VIDEO_META, DatasetLayout
 from stableface.errors import StorageUnavailable
 from stableface.io.audio import read_audio, write_audio
 from stableface.io.storage import Storage, StorageConfig, join
-from stableface.ray_jobs import audit, dub
+from stableface.ray_jobs import audit, dub, preprocess
 
 pytestmark = pytest.mark.integration
 # The two mid-run outages stop a Ray Data job on purpose; its actor lives on until the raised
@@ -29,14 +30,16 @@ QUICK_RETRIES = 2  # per S3 call, so an outage shows in well under a second
 N_ROWS = 6
 
 
-def _stop_when(store_outage, storage: Storage, prefix: str, stop_event: threading.Event) -> threading.Thread:
-    """A thread that stops the store as soon as the first object appears under ``prefix``."""
+def _stop_when(
+    store_outage, storage: Storage, prefix: str, stop_event: threading.Event, suffix: str | None = None
+) -> threading.Thread:
+    """A thread that stops the store as soon as the first object (ending in ``suffix``) appears under ``prefix``."""
 
     def watch():
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not stop_event.is_set():
             try:
-                if storage.list(prefix):
+                if storage.list(prefix, suffixes=(suffix,) if suffix else None):
                     store_outage.stop()
                     stop_event.set()
                     return
@@ -124,17 +127,58 @@ def test_an_audit_stops_on_an_outage_and_a_rerun_scores_every_video(
     assert table.count("\n") == N_ROWS + 1 and ",failed," not in table, summary
 
 
-def test_the_cli_exits_3_naming_the_store_when_it_cannot_be_reached(
-    closed_endpoint, tiny_speaker_model, grid_clips, shared_data, tmp_path, caplog
+@MID_RUN
+def test_preprocessing_stops_on_an_outage_keeps_finished_videos_and_a_rerun_resumes_them(
+    ray_local, store_outage, s3_endpoint, s3_bucket, grid_clips, tmp_path
 ):
     catalog = tmp_path / "catalog.csv"
     catalog.write_text(
-        f"job_id,video_uri,audio_uri,model_uri\nr1,{grid_clips[0]},{shared_data}/speech/macron_12s.wav,{tiny_speaker_model}\n"
+        "video_uri,speaker\n" + "".join(f"{clip},s1\n" for clip in grid_clips[50 : 50 + N_ROWS])
     )
-    argv = ["dub", f"catalog={catalog}", "output_uri=s3://bucket/dubs", *_storage_overrides(closed_endpoint)]
+    dataset_uri = f"{s3_bucket}/dataset"
+    options = [f"catalog={catalog}", f"dataset_uri={dataset_uri}", "concurrency=1", "max_frames_per_video=30"]
+    cfg = compose("preprocess", options + _storage_overrides(store_outage.endpoint))
+    direct = Storage(StorageConfig(endpoint_url=s3_endpoint, region="us-east-1"))
+    layout = DatasetLayout(dataset_uri)
+
+    stopped = threading.Event()
+    watcher = _stop_when(store_outage, direct, layout.speaker_dir("s1"), stopped, suffix="/" + VIDEO_META)
+    with pytest.raises(StorageUnavailable) as caught:
+        preprocess.run(cfg)
+    watcher.join(timeout=5)
+    assert stopped.is_set(), "preprocessing finished before the outage began"
+    assert store_outage.endpoint in str(caught.value) and dataset_uri in str(caught.value)
+    finished = [direct.read_json(uri) for uri in direct.list(dataset_uri, suffixes=("/" + VIDEO_META,))]
+    assert 1 <= len(finished) < N_ROWS and {row["status"] for row in finished} == {"ok"}
+    assert not direct.exists(layout.manifest_json)  # no manifest that says "done"
+
+    store_outage.start()
+    summary = preprocess.run(cfg)
+    assert (summary["videos_ok"], summary["videos_failed"]) == (N_ROWS, 0), summary
+    rows = direct.read_json(layout.manifest_json)["videos"]
+    resumed = {row["video_id"] for row in rows if row.get("resumed")}
+    assert resumed == {row["video_id"] for row in finished}  # extracted once each
+
+
+@pytest.mark.parametrize("job", ["dub", "preprocess", "audit"])
+def test_the_cli_exits_3_naming_the_store_when_it_cannot_be_reached(
+    job, closed_endpoint, tiny_speaker_model, grid_clips, shared_data, tmp_path, caplog
+):
+    catalog = tmp_path / "catalog.csv"
+    if job == "dub":
+        catalog.write_text(
+            f"job_id,video_uri,audio_uri,model_uri\nr1,{grid_clips[0]},{shared_data}/speech/macron_12s.wav,{tiny_speaker_model}\n"
+        )
+        options = [f"catalog={catalog}", "output_uri=s3://bucket/dubs"]
+    elif job == "preprocess":
+        catalog.write_text(f"video_uri,speaker\n{grid_clips[0]},s1\n")
+        options = [f"catalog={catalog}", "dataset_uri=s3://bucket/dataset"]
+    else:  # the videos to audit are in the store
+        options = ["catalog=s3://bucket/videos", f"output_uri={tmp_path / 'audit'}"]
+    argv = [job, *options, *_storage_overrides(closed_endpoint)]
     with caplog.at_level(logging.ERROR, logger="stableface"):
         assert main(argv) == EXIT_STORE_UNAVAILABLE
-    assert any(
-        closed_endpoint in record.getMessage() and "rerun" in record.getMessage() for record in caplog.records
-    )
+    stopped = [record.getMessage() for record in caplog.records if "stopped" in record.getMessage()]
+    assert len(stopped) == 1 and "\n" not in stopped[0], stopped  # one line
+    assert closed_endpoint in stopped[0] and "s3://bucket/" in stopped[0] and "rerun" in stopped[0]
     assert not Path("s3:").exists()

@@ -8,6 +8,7 @@ nothing listens.
 from __future__ import annotations
 
 import pickle
+import re
 
 import pytest
 import requests
@@ -16,8 +17,8 @@ from serve.api import create_api
 from serve.async_jobs import JobResubmitter
 from serve.settings import load_settings
 from serve.stores import JobStore, ModelStore, SourceStore
-from serve.validation import RETRY_AFTER_S, error_for
-from stableface.errors import InputError, StorageNotFound, StorageUnavailable
+from serve.validation import RETRY_AFTER_S, ApiError, error_for
+from stableface.errors import InputError, InvalidURI, StorageNotFound, StorageUnavailable
 from stableface.io.storage import Storage, StorageConfig
 
 QUICK_RETRIES = 2  # per S3 call: an outage shows in well under a second
@@ -68,6 +69,65 @@ def test_a_missing_object_on_a_working_store_is_still_not_found(s3_endpoint, s3_
     with pytest.raises(StorageNotFound, match="no such object"):
         storage.read_bytes(f"{s3_bucket}/nothing.mp4")
     assert storage.delete_prefix(f"{s3_bucket}/empty-run") == 0
+
+
+CREDENTIALS = ("an unknown access key", "a wrong secret", "a user allowed nothing")
+
+
+@pytest.mark.parametrize("credentials", CREDENTIALS)
+def test_wrong_credentials_and_denied_access_are_an_outage_naming_the_store(locked_store, credentials):
+    key_id, secret = locked_store.no_policy_key
+    access_key_id, secret_access_key = {
+        "an unknown access key": ("stableface-test", "stableface-test-secret"),
+        "a wrong secret": (key_id, "not-" + secret),
+        "a user allowed nothing": (key_id, secret),
+    }[credentials]
+    storage = Storage(
+        StorageConfig(
+            endpoint_url=locked_store.endpoint, region="us-east-1", access_key_id=access_key_id,
+            secret_access_key=secret_access_key, max_attempts=QUICK_RETRIES,
+        )
+    )  # fmt: skip
+    kept = locked_store.kept_uri
+    folder = kept.rsplit("/", 1)[0]
+    calls = {
+        "exists": lambda: storage.exists(kept),
+        "exists of a missing key": lambda: storage.exists(folder + "/nothing.mp4"),  # a 403, not False
+        "read": lambda: storage.read_bytes(kept),
+        "list": lambda: storage.list(folder),
+        "write": lambda: storage.write_bytes(folder + "/new.json", b"{}"),
+        "delete_prefix": lambda: storage.delete_prefix(folder + "/run"),
+        "jobs to resubmit": lambda: JobStore(folder + "/jobs", storage).unfinished(),
+        "a speaker's sources": lambda: SourceStore(folder + "/sources", storage).find("s1"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(StorageUnavailable, match="access denied") as caught:
+            call()
+        assert locked_store.endpoint in str(caught.value) and folder in str(caught.value), name
+        assert error_for(caught.value).status == 503, name
+
+
+def test_a_malformed_bucket_name_is_a_bad_input_not_an_outage(s3_endpoint, closed_endpoint):
+    for endpoint in (s3_endpoint, closed_endpoint):  # refused before any request is sent
+        with pytest.raises(InvalidURI, match=re.escape("s3://Bad_Bucket!/a.mp4: not a valid S3 location")):
+            _storage(endpoint).exists("s3://Bad_Bucket!/a.mp4")
+
+
+def test_missing_things_on_a_working_store_are_still_404(s3_endpoint, s3_bucket):
+    storage = _storage(s3_endpoint)
+    sources = SourceStore(f"{s3_bucket}/sources", storage)
+    jobs = JobStore(f"{s3_bucket}/jobs", storage)
+    refusals = {
+        "model": lambda: ModelStore(f"{s3_bucket}/models", storage).require("s1"),
+        "source": lambda: sources.find("s1"),
+        "job": lambda: jobs.read(JobStore.new_id()),
+    }
+    for name, call in refusals.items():
+        with pytest.raises(ApiError) as caught:
+            call()
+        assert caught.value.status == 404, name
+    assert jobs.unfinished() == []  # a store with no jobs yet: nothing to resubmit
+    assert error_for(StorageNotFound(f"{s3_bucket}/x.mp4", "no such object")).status == 404
 
 
 def test_the_same_store_fails_during_an_outage_and_works_after_it(store_outage, s3_bucket):

@@ -16,7 +16,6 @@ import numpy as np
 
 from stableface.audio.features import audio_features
 from stableface.data.layout import CROPS, TRACK, VIDEO_META, DatasetLayout
-from stableface.data.manifest import STATUS_FAILED, STATUS_OK
 from stableface.data.records import VideoTrack
 from stableface.errors import InputError, NoAudioStream, StorageUnavailable, UnreadableMedia
 from stableface.face.config import FaceConfig
@@ -27,6 +26,7 @@ from stableface.face.tracking import crop_image, crop_points, require_faces, sta
 from stableface.io.audio import check_not_silent, read_audio
 from stableface.io.storage import Storage
 from stableface.io.video import VideoWriter, iter_frames, probe_video
+from stableface.status import RowStatus
 
 logger = logging.getLogger(__name__)
 
@@ -156,19 +156,19 @@ def extract_video_row(
             )  # fmt: skip
             track.save(storage, layout.video_file(speaker, video_id, TRACK))
         seconds = time.monotonic() - started
-        row.update(facts, status=STATUS_OK, reason="", seconds=round(seconds, 2))
+        row.update(facts, status=RowStatus.OK, reason="", seconds=round(seconds, 2))
         storage.write_json(meta_uri, row)
         logger.info("%s/%s: %d frames in %.1f s (%.0f frames/s)", speaker, video_id, facts["n_frames"], seconds,
                     facts["n_frames"] / max(seconds, 1e-9))  # fmt: skip
     except InputError as error:
-        row.update(status=STATUS_FAILED, reason=str(error), seconds=round(time.monotonic() - started, 2))
+        row.update(status=RowStatus.FAILED, reason=str(error), seconds=round(time.monotonic() - started, 2))
         logger.warning("%s/%s failed: %s", speaker, video_id, error)
     except StorageUnavailable:
         raise  # the store, not the video: preprocessing stops and a rerun skips finished speakers
     except Exception as error:  # a batch job records the failure and carries on
         logger.exception("%s/%s: unexpected error", speaker, video_id)
         row.update(
-            status=STATUS_FAILED,
+            status=RowStatus.FAILED,
             reason=f"{uri}: internal error {type(error).__name__}: {error}",
             seconds=round(time.monotonic() - started, 2),
         )

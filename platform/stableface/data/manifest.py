@@ -10,12 +10,11 @@ import pandas as pd
 
 from stableface.data.layout import DatasetLayout
 from stableface.io.storage import Storage
+from stableface.status import RowStatus
 from stableface.utils.serialise import to_dict
 
 logger = logging.getLogger(__name__)
 
-STATUS_OK = "ok"
-STATUS_FAILED = "failed"
 VIDEO_COLUMNS = (
     "speaker", "video_id", "video_uri", "status", "reason", "n_frames", "frames_without_face",
     "face_segments", "frames_bridged", "frames_lost", "frames_lost_reason", "fps", "width", "height", "duration_s", "seconds", "extract_node", "encode_node",
@@ -32,7 +31,7 @@ def finished_speakers(storage: Storage, layout: DatasetLayout, speakers: list[st
     done = set()
     for speaker in speakers:
         manifest = read_speaker_manifest(storage, layout, speaker)
-        if manifest is not None and manifest.get("status") == STATUS_OK:
+        if manifest is not None and manifest.get("status") == RowStatus.OK:
             done.add(speaker)
     return done
 
@@ -50,11 +49,11 @@ def write_dataset_manifest(
     for speaker in speakers:
         manifest = read_speaker_manifest(storage, layout, speaker)
         if manifest is None:
-            speaker_summaries[speaker] = {"status": "missing", "reason": "speaker was not processed"}
+            speaker_summaries[speaker] = {"status": RowStatus.FAILED, "reason": "speaker was not processed"}
             continue
         videos.extend(manifest.get("videos", []))
         speaker_summaries[speaker] = {k: v for k, v in manifest.items() if k != "videos"}
-    ok = [v for v in videos if v.get("status") == STATUS_OK]
+    ok = [v for v in videos if v.get("status") == RowStatus.OK]
     manifest = {
         "dataset_uri": layout.root,
         "config": to_dict(cfg),
@@ -74,6 +73,6 @@ def write_dataset_manifest(
     table.to_csv(buffer, index=False)
     storage.write_text(layout.manifest_csv, buffer.getvalue())
     for row in videos:
-        if row.get("status") != STATUS_OK:
+        if row.get("status") != RowStatus.OK:
             logger.warning("failed: %s/%s: %s", row.get("speaker"), row.get("video_id"), row.get("reason"))
     return manifest

@@ -11,19 +11,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from stableface.io.storage import Storage, join
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars/arrays -> Python values, so pyarrow and json see ordinary types."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+from stableface.utils.serialise import plain
 
 
 def results_frame(rows: Sequence[dict[str, Any]], first_columns: Sequence[str] = ()) -> pd.DataFrame:
@@ -31,7 +22,7 @@ def results_frame(rows: Sequence[dict[str, Any]], first_columns: Sequence[str] =
     columns: list[str] = [c for c in first_columns if any(c in row for row in rows)]
     for row in rows:
         columns.extend(key for key in row if key not in columns)
-    frame = pd.DataFrame([{key: _plain(row.get(key)) for key in columns} for row in rows], columns=columns)
+    frame = pd.DataFrame([{key: plain(row.get(key)) for key in columns} for row in rows], columns=columns)
     return frame
 
 

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from stableface.audio.features import normalise_utterance
 from stableface.data.layout import CROPS, FACE, TRACK, DatasetLayout
-from stableface.data.manifest import STATUS_OK, read_speaker_manifest
+from stableface.data.manifest import read_speaker_manifest
 from stableface.data.records import VideoFace, VideoTrack
 from stableface.data.speakers import load_identity, track_pose
 from stableface.errors import InputError
@@ -32,6 +32,7 @@ from stableface.face.raster import render_shapes
 from stableface.face.warp import WarpTexture, warp_texture
 from stableface.io.storage import Storage
 from stableface.io.video import read_frames
+from stableface.status import RowStatus
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +68,11 @@ def split_videos(video_ids: list[str], holdout: int, seed: int = 0) -> tuple[lis
 def speaker_videos(storage: Storage, layout: DatasetLayout, speaker: str) -> list[str]:
     """The speaker's successfully preprocessed video ids."""
     manifest = read_speaker_manifest(storage, layout, speaker)
-    if manifest is None or manifest.get("status") != STATUS_OK:
+    if manifest is None or manifest.get("status") != RowStatus.OK:
         raise InputError(
             layout.speaker_manifest(speaker), f"speaker '{speaker}' is not a finished, usable speaker"
         )
-    return sorted(row["video_id"] for row in manifest["videos"] if row.get("status") == STATUS_OK)
+    return sorted(row["video_id"] for row in manifest["videos"] if row.get("status") == RowStatus.OK)
 
 
 def window_index(trainable: list[np.ndarray], length: int, stride: int) -> list[tuple[int, int]]:

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from stableface.data.layout import FACE, TRACK, DatasetLayout
-from stableface.data.manifest import STATUS_FAILED, STATUS_OK
 from stableface.data.records import VideoFace, VideoTrack, load_arrays, save_arrays
 from stableface.errors import InputError
 from stableface.face.config import ExpressionBasis
@@ -17,6 +16,7 @@ from stableface.face.face_model import FaceModel, Pose, apply_pose, normalise
 from stableface.face.raster import mouth_masks
 from stableface.io.storage import Storage, join
 from stableface.pretrained import packaged_face_model_uri
+from stableface.status import RowStatus
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +38,11 @@ def speaker_identity_row(
     carrying them along as JSON for the encode stage.
     """
     speaker = rows[0]["speaker"]
-    ok_rows = [r for r in rows if r.get("status") == STATUS_OK]
+    ok_rows = [r for r in rows if r.get("status") == RowStatus.OK]
     # Every outcome has the same keys: Ray Data keeps one schema per dataset.
     result: dict[str, Any] = {"speaker": speaker, "rows_json": json.dumps(rows, default=str), "n_frames": 0}
     if not ok_rows:
-        return {**result, "status": STATUS_FAILED, "reason": "no usable video for this speaker"}
+        return {**result, "status": RowStatus.FAILED, "reason": "no usable video for this speaker"}
     rng = np.random.default_rng(SAMPLE_SEED)
     total = np.zeros((478, 3), np.float64)
     n_frames = 0
@@ -58,7 +58,7 @@ def speaker_identity_row(
     identity = (total / n_frames).astype(np.float32)  # (478, 3)
     storage.write_bytes(layout.identity(speaker), _npy_bytes(identity))
     save_arrays(storage, join(layout.speaker_dir(speaker), FIT_SAMPLE), normalised=np.concatenate(samples))
-    return {**result, "status": STATUS_OK, "reason": "", "n_frames": n_frames}
+    return {**result, "status": RowStatus.OK, "reason": "", "n_frames": n_frames}
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -87,7 +87,7 @@ def fit_or_load_face_model(
         return layout.face_model, ""
     if ExpressionBasis(cfg.expression_basis) is ExpressionBasis.packaged:
         return copy_packaged_basis(cfg, storage, layout), ""
-    speakers = [row["speaker"] for row in identity_rows if row.get("status") == STATUS_OK]
+    speakers = [row["speaker"] for row in identity_rows if row.get("status") == RowStatus.OK]
     samples = (
         load_arrays(storage, join(layout.speaker_dir(speaker), FIT_SAMPLE))["normalised"]
         for speaker in speakers
@@ -143,14 +143,14 @@ def encode_speaker_row(
     speaker = speaker_row["speaker"]
     rows = json.loads(speaker_row["rows_json"])
     face_model_uri, fit_reason = face_model
-    status, reason = speaker_row.get("status", STATUS_FAILED), speaker_row.get("reason", "")
-    if status == STATUS_OK and face_model_uri is None:
-        status, reason = STATUS_FAILED, fit_reason
-    if status == STATUS_OK:
+    status, reason = speaker_row.get("status", RowStatus.FAILED), speaker_row.get("reason", "")
+    if status == RowStatus.OK and face_model_uri is None:
+        status, reason = RowStatus.FAILED, fit_reason
+    if status == RowStatus.OK:
         model = FaceModel.load(face_model_uri, storage)
         identity = load_identity(storage, layout, speaker)
         for row in rows:
-            if row.get("status") != STATUS_OK:
+            if row.get("status") != RowStatus.OK:
                 continue
             try:
                 track = VideoTrack.load(storage, layout.video_file(speaker, row["video_id"], TRACK))
@@ -160,15 +160,15 @@ def encode_speaker_row(
                 face.save(storage, layout.video_file(speaker, row["video_id"], FACE))
                 row.update(reconstruction_error_px=round(error_px, 3), encode_node=node)
             except InputError as error:
-                row.update(status=STATUS_FAILED, reason=str(error))
+                row.update(status=RowStatus.FAILED, reason=str(error))
     else:
         for row in rows:
-            if row.get("status") == STATUS_OK:
-                row.update(status=STATUS_FAILED, reason=f"speaker {speaker}: {reason}")
-    ok = [r for r in rows if r.get("status") == STATUS_OK]
+            if row.get("status") == RowStatus.OK:
+                row.update(status=RowStatus.FAILED, reason=f"speaker {speaker}: {reason}")
+    ok = [r for r in rows if r.get("status") == RowStatus.OK]
     manifest = {
         "speaker": speaker,
-        "status": STATUS_OK if ok else STATUS_FAILED,
+        "status": RowStatus.OK if ok else RowStatus.FAILED,
         "reason": "" if ok else (reason or "no usable video for this speaker"),
         "n_videos": len(rows),
         "n_ok": len(ok),

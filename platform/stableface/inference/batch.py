@@ -32,11 +32,10 @@ from stableface.inference.source import SourceTrack, model_key, prepare_source
 from stableface.io.storage import Storage, join
 from stableface.io.video import probe_video
 from stableface.speaker_model import SpeakerModel
+from stableface.status import RowStatus
 
 logger = logging.getLogger(__name__)
 
-STATUS_OK = "ok"
-STATUS_FAILED = "failed"
 COLUMN_ALIASES = {
     "video_uri": ("video_uri", "video"),
     "audio_uri": ("audio_uri", "audio"),
@@ -192,7 +191,7 @@ def finished_row(entry: dict[str, Any], output_uri: str, storage: Storage, node_
             info = probe_video(local)
         row = {
             **_base_row(entry, node_id),
-            "status": STATUS_OK,
+            "status": RowStatus.OK,
             "reason": "output existed without its record; re-probed",
             "output_duration_s": round(info.n_frames / info.fps_float, 3),
             "output_frames": info.n_frames,
@@ -258,7 +257,7 @@ def dub_entry(
         seconds = time.monotonic() - started
         row.update(result.to_row())
         row.update(
-            status=STATUS_OK,
+            status=RowStatus.OK,
             reason="",
             speaker=model.speaker,
             **scores.to_row(),
@@ -275,14 +274,14 @@ def dub_entry(
             seconds,
         )
     except InputError as error:
-        row.update(status=STATUS_FAILED, reason=str(error), seconds=round(time.monotonic() - started, 2))
+        row.update(status=RowStatus.FAILED, reason=str(error), seconds=round(time.monotonic() - started, 2))
         logger.warning("%s failed: %s", entry["job_id"], error)
     except StorageUnavailable:
         raise  # not this row's fault: the job stops, and a rerun picks the row up again
     except Exception as error:  # one bad item must not stop a catalog of thousands
         logger.exception("%s: unexpected error", entry["job_id"])
         row.update(
-            status=STATUS_FAILED,
+            status=RowStatus.FAILED,
             reason=f"{entry['job_id']}: internal error {type(error).__name__}: {error}",
             seconds=round(time.monotonic() - started, 2),
         )
@@ -318,20 +317,19 @@ def output_scorer(metrics_config, backend):
     """A ``scorer`` for :func:`dub_entry`: the output's lip and jaw MSI and its lip-sync confidence
     (:func:`stableface.metrics.video.score_video` on the output file: frames re-tracked; with
     several faces on screen the dubbed one, if ``backend`` tracks several)."""
-    from stableface.metrics.video import STATUS_OK as SCORED
     from stableface.metrics.video import load_sync_expert, score_video
 
     sync, sync_error = load_sync_expert(metrics_config)
 
     def score(path, name: str, face: Box | None = None) -> OutputScore:
         result = score_video(path, metrics_config, backend=backend, name=name, sync=sync, face=face)
-        if result.status != SCORED:
+        if result.status != RowStatus.OK:
             status = f"{result.status}: {result.reason}"
             return OutputScore(msi_status=status, lipsync_status=status)
         return OutputScore(
             msi_lip=result.msi_lip,
             msi_jaw=result.msi_jaw,
-            msi_status=SCORED,
+            msi_status=RowStatus.OK,
             lipsync_confidence=result.lipsync_confidence,
             lipsync_offset_frames=result.lipsync_offset_frames,
             lipsync_offset_ms=result.lipsync_offset_ms,

@@ -30,6 +30,7 @@ MIB = 1024 * 1024
 S3_SCHEME = "s3://"
 FILE_SCHEME = "file://"
 MISSING_CODES = ("404", "NoSuchKey", "NotFound")
+INVALID_NAME_CODES = ("InvalidBucketName", "KeyTooLongError")
 DENIED_CODES = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken")
 
 
@@ -151,11 +152,15 @@ class Storage:
         return f"{uri} (endpoint {endpoint})"
 
     def _translate(self, error: Exception, uri: str) -> Exception:
-        """A missing object or bucket is :class:`StorageNotFound` (an input problem); anything that
-        says the store cannot be used (no route, no credentials, access denied, a server error) is
-        :class:`StorageUnavailable`, which must never be mistaken for "empty" or "bad input"."""
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        """A missing object or bucket is :class:`StorageNotFound` and a malformed bucket or key
+        :class:`InvalidURI` (input problems); anything that says the store cannot be used (no route,
+        no credentials, access denied, throttling, a server error) is :class:`StorageUnavailable`,
+        which must never be mistaken for "empty" or "bad input"."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
 
+        if isinstance(error, ParamValidationError):  # refused before sending: the URI, not the store
+            report = str(error.kwargs.get("report", error)).split(":", 1)[0]
+            return InvalidURI(uri, f"not a valid S3 location ({report})")
         if isinstance(error, NoCredentialsError):
             return StorageUnavailable(
                 self._store_name(uri),
@@ -165,6 +170,8 @@ class Storage:
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchBucket",):
                 return StorageNotFound(uri, f"bucket '{split_s3(uri)[0]}' does not exist")
+            if code in INVALID_NAME_CODES:
+                return InvalidURI(uri, f"not a valid S3 location ({code})")
             if code in MISSING_CODES:
                 return StorageNotFound(uri, "no such object")
             if code in DENIED_CODES:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from stableface.errors import InputError
+from stableface.status import RowStatus
 
 MSI_METRICS = ("msi_lip", "msi_jaw")
-STATUS_OK = "ok"
 
 
 class Departure(str, enum.Enum):
@@ -73,7 +73,7 @@ def pair_departure(
     row: Mapping[str, Any], reference: Mapping[str, Any], factor: float
 ) -> PairDeparture | None:
     """The departure of a scored ``row`` from its scored ``reference`` row; None unless both have MSIs."""
-    if row.get("status") != STATUS_OK or reference.get("status") != STATUS_OK:
+    if row.get("status") != RowStatus.OK or reference.get("status") != RowStatus.OK:
         return None
     values = [row.get(m) for m in MSI_METRICS] + [reference.get(m) for m in MSI_METRICS]
     if any(v is None or not v > 0 for v in values):

@@ -22,15 +22,13 @@ from stableface.io.video import iter_frames, probe_video
 from stableface.metrics.config import MetricsConfig
 from stableface.metrics.msi import CROP_REFERENCE_FRAMES, MIN_FRAMES, CropBox, crop_box, motion_stability
 from stableface.metrics.slice import sample_column, slice_roughness
+from stableface.status import RowStatus
 
 if TYPE_CHECKING:  # the expert imports torch; scoring without it must not
     from stableface.metrics.lipsync import SyncExpert
 
 logger = logging.getLogger(__name__)
 
-STATUS_OK = "ok"
-STATUS_NO_SCORE = "no_score"
-STATUS_FAILED = "failed"
 SLICE_BUFFER_FRAMES = 250  # frames held back while the slice column is not yet known
 
 
@@ -39,7 +37,7 @@ class VideoScore:
     """Everything an audit row says about one video."""
 
     source: str
-    status: str
+    status: RowStatus
     reason: str = ""
     n_frames: int = 0
     n_face_frames: int = 0
@@ -60,7 +58,7 @@ class VideoScore:
     lipsync_confidence: float | None = None  # the lip-sync expert's LSE-C style confidence
     lipsync_offset_frames: int | None = None  # > 0: the sound comes late (stableface.metrics.lipsync)
     lipsync_offset_ms: float | None = None
-    lipsync_status: str = "not scored"  # "ok" or why there is no sync score
+    lipsync_status: str = "not scored"  # RowStatus.OK or why there is no sync score
     extras: dict[str, Any] = field(default_factory=dict)
     slice_image: np.ndarray | None = None  # (slice_height, T, 3) uint8, kept out of tables
     ibug68: np.ndarray | None = None  # (T, 68, 2) bridged landmarks, kept out of tables
@@ -171,10 +169,10 @@ def score_video(
         with errors_naming(source, path):
             info = probe_video(path)
     except InputError as error:
-        return VideoScore(source=source, status=STATUS_FAILED, reason=str(error))
+        return VideoScore(source=source, status=RowStatus.FAILED, reason=str(error))
     score = VideoScore(
         source=source,
-        status=STATUS_OK,
+        status=RowStatus.OK,
         fps=info.fps_float,
         duration_s=info.duration_s,
         width=info.width,
@@ -198,7 +196,7 @@ def score_video(
 
                     cpbd_values.append(cpbd(frame))
     except InputError as error:
-        score.status, score.reason = STATUS_FAILED, str(error)
+        score.status, score.reason = RowStatus.FAILED, str(error)
         score.n_frames = len(rows)
         return score
     finally:
@@ -222,11 +220,11 @@ def score_video(
 
     face_fraction = score.n_face_frames / max(score.n_frames, 1)
     if score.n_frames < config.min_frames:
-        score.status = STATUS_NO_SCORE
+        score.status = RowStatus.NO_SCORE
         score.reason = f"{source}: only {score.n_frames} frames (MSI needs at least {config.min_frames})"
         return score
     if face_fraction < config.min_face_fraction:
-        score.status = STATUS_NO_SCORE
+        score.status = RowStatus.NO_SCORE
         score.reason = (
             f"{source}: a face was found in {score.n_face_frames} of {score.n_frames} frames "
             f"({face_fraction:.0%}); MSI needs at least {config.min_face_fraction:.0%}"
@@ -237,7 +235,7 @@ def score_video(
     scored = [s for s in segments.segments if s.length >= max(config.min_frames, MIN_FRAMES)]
     score.n_scored_segments = len(scored)
     if not scored:
-        score.status = STATUS_NO_SCORE
+        score.status = RowStatus.NO_SCORE
         score.reason = (
             f"{source}: no face segment has {config.min_frames} frames for an MSI "
             f"({segments.describe(config.max_bridge_frames)})"
@@ -291,7 +289,7 @@ def _score_sync(
     score.lipsync_confidence = round(result.confidence, 4)
     score.lipsync_offset_frames = result.offset_frames
     score.lipsync_offset_ms = round(result.offset_ms, 1)
-    score.lipsync_status = STATUS_OK
+    score.lipsync_status = RowStatus.OK
 
 
 def drift_message(offset_frames: int, fps: float) -> str:
@@ -313,7 +311,7 @@ def flag_reasons(
     ``offset_frames`` None turns the sync flag off; offsets of scores less confident than
     ``offset_min_confidence`` are not trusted enough to flag.
     """
-    if row.get("status") != STATUS_OK:
+    if row.get("status") != RowStatus.OK:
         return []
     reasons = []
     lip, jaw = row.get("msi_lip"), row.get("msi_jaw")

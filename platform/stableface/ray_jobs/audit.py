@@ -25,8 +25,6 @@ from stableface.errors import BackendUnavailable, InputError, StorageUnavailable
 from stableface.io.storage import Storage, join
 from stableface.metrics.departure import Departure, check_factor, pair_departure, row_directions
 from stableface.metrics.video import (
-    STATUS_FAILED,
-    STATUS_OK,
     VideoScore,
     config_flag_reasons,
     is_flagged,
@@ -36,7 +34,9 @@ from stableface.metrics.video import (
 from stableface.provenance.verify import PROVENANCE_COLUMNS, inspect_video
 from stableface.ray_jobs.runtime import ensure_ray, outages_surface
 from stableface.report.html import COMPARE_PREFIX, ReportData, encode_png, render_report, row_key
+from stableface.status import RowStatus
 from stableface.utils.progress import Progress
+from stableface.utils.serialise import plain
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class AuditScorer:
             "node_id": self.node_id,
         }
         if self.backend is None:
-            return {**base, "status": STATUS_FAILED, "reason": self.backend_error, "seconds": 0.0}
+            return {**base, "status": RowStatus.FAILED, "reason": self.backend_error, "seconds": 0.0}
         try:
             with self.storage.local_copy(uri) as path:
                 score = score_video(
@@ -125,12 +125,12 @@ class AuditScorer:
             row["reason"] = str(row.get("reason") or "").replace(str(path), uri)
             row.update(self._slice(score, base))
         except InputError as error:
-            row = {**base, "status": STATUS_FAILED, "reason": str(error)}
+            row = {**base, "status": RowStatus.FAILED, "reason": str(error)}
         except StorageUnavailable:
             raise  # the store, not the video: the audit stops and a rerun scores everything
         except Exception as error:  # an unforeseen failure of one video must not stop the audit
             logger.exception("scoring %s failed", uri)
-            row = {**base, "status": STATUS_FAILED, "reason": f"{uri}: {type(error).__name__}: {error}"}
+            row = {**base, "status": RowStatus.FAILED, "reason": f"{uri}: {type(error).__name__}: {error}"}
         row["seconds"] = round(time.monotonic() - started, 3)
         return row
 
@@ -139,7 +139,7 @@ class AuditScorer:
         if not self.cfg.check_provenance:
             return {}
         try:
-            return {**inspect_video(path, self.cfg.watermark).to_row(), "provenance_status": STATUS_OK}
+            return {**inspect_video(path, self.cfg.watermark).to_row(), "provenance_status": RowStatus.OK}
         except InputError as error:
             return {"provenance_status": str(error).replace(str(path), uri)}
 
@@ -147,14 +147,14 @@ class AuditScorer:
         extras: dict[str, Any] = {}
         for name, message in self.extra_errors.items():
             extras[f"{name}_status"] = message
-        if score.status != STATUS_OK or score.ibug68 is None:
+        if score.status != RowStatus.OK or score.ibug68 is None:
             return extras
         if "sync" in self.extra_models:
             from stableface.metrics.syncnet import sync_score_file
 
             try:
                 extras.update(sync_score_file(self.extra_models["sync"], path, score.ibug68).to_dict())
-                extras["sync_status"] = STATUS_OK
+                extras["sync_status"] = RowStatus.OK
             except (ValueError, InputError) as error:
                 extras["sync_status"] = str(error)
         if "wer" in self.extra_models:
@@ -165,7 +165,7 @@ class AuditScorer:
                 extras["wer_status"] = "no transcript column in the catalog row"
             else:
                 extras.update(wer_score_file(self.extra_models["wer"], path, score.ibug68, transcript))
-                extras["wer_status"] = STATUS_OK
+                extras["wer_status"] = RowStatus.OK
         return extras
 
     def _slice(self, score: VideoScore, base: dict[str, Any]) -> dict[str, Any]:
@@ -210,23 +210,12 @@ def score_catalog(entries: list[dict[str, Any]], cfg: AuditJobConfig) -> list[di
     rows = []
     with outages_surface():
         for row in dataset.iter_rows():
-            rows.append({key: _plain(value) for key, value in row.items()})
+            rows.append(plain(dict(row)))
             progress.update(1)
     progress.close()
     order = {(e["side"], e["speaker"], e["video_id"]): i for i, e in enumerate(entries)}
     rows.sort(key=lambda r: order.get((r["side"], r["speaker"], r["video_id"]), len(order)))
     return rows
-
-
-def _plain(value: Any) -> Any:
-    """Arrow/numpy values from Ray Data -> Python values (NaN from missing floats -> None)."""
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    return value
 
 
 def _catalog(source: str, side: str, storage: Storage) -> list[dict[str, Any]]:
@@ -249,7 +238,7 @@ def _report_slices(rows: list[dict[str, Any]], cfg: AuditJobConfig) -> dict[str,
 
 
 def _median(rows: list[dict[str, Any]], column: str) -> float | None:
-    values = [r[column] for r in rows if r.get("status") == STATUS_OK and r.get(column) is not None]
+    values = [r[column] for r in rows if r.get("status") == RowStatus.OK and r.get(column) is not None]
     return float(np.median(values)) if values else None
 
 
@@ -316,9 +305,9 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
     frames = sum(int(r.get("n_frames") or 0) for r in all_rows)
     summary = {
         "videos": len(rows),
-        "ok": sum(r["status"] == STATUS_OK for r in rows),
-        "no_score": sum(r["status"] == "no_score" for r in rows),
-        "failed": sum(r["status"] == STATUS_FAILED for r in rows),
+        "ok": sum(r["status"] == RowStatus.OK for r in rows),
+        "no_score": sum(r["status"] == RowStatus.NO_SCORE for r in rows),
+        "failed": sum(r["status"] == RowStatus.FAILED for r in rows),
         "flagged": sum(is_flagged(r, cfg.metrics) for r in rows),
         # Departures from the paired source (compare_with), each way; a video can count in both.
         "too_still": sum(Departure.TOO_STILL in row_directions(r) for r in rows),
@@ -336,7 +325,7 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
         "report": report_uri,
         "tables": outputs,
         "problems": [
-            f"{r['video_uri']}: {r['status']}: {r['reason']}" for r in all_rows if r["status"] != STATUS_OK
+            f"{r['video_uri']}: {r['status']}: {r['reason']}" for r in all_rows if r["status"] != RowStatus.OK
         ],
         "config": to_dict(cfg),
     }

@@ -29,7 +29,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from stableface.config import to_dict, with_absolute_uris
@@ -38,8 +37,6 @@ from stableface.data.results import write_results
 from stableface.errors import InputError, StorageNotFound, StorageUnavailable
 from stableface.inference.batch import (
     RESULT_COLUMNS,
-    STATUS_FAILED,
-    STATUS_OK,
     ModelCache,
     SourceCache,
     dub_entry,
@@ -49,7 +46,9 @@ from stableface.inference.batch import (
 from stableface.io.storage import Storage, basename, join
 from stableface.ray_jobs.runtime import ensure_ray, node_id
 from stableface.report.review import REVIEW_COLUMNS, review_row, write_review
+from stableface.status import RowStatus
 from stableface.utils.progress import Progress
+from stableface.utils.serialise import plain
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +86,13 @@ class DubWorker:
                     entry, self.cfg.dub, self.cfg.output_uri, self.storage, self.models, self.sources,
                     self.scorer, self.cfg.overwrite, self.node,
                 )  # fmt: skip
-                if self.cfg.review and self.backend and row.get("status") == STATUS_OK:
+                if self.cfg.review and self.backend and row.get("status") == RowStatus.OK:
                     row.update(self._review(row))
             except StorageUnavailable as outage:
                 # Returned, not raised: the job tolerates errored blocks (rows whose actor died), so a
                 # raised outage would read as one more given-up row instead of stopping the job.
                 row = {"job_id": entry["job_id"], OUTAGE_KEY: [outage.uri, outage.problem]}
-            rows.append({"job_id": entry["job_id"], ROW_COLUMN: json.dumps(row, default=_plain)})
+            rows.append({"job_id": entry["job_id"], ROW_COLUMN: json.dumps(plain(row))})
         return pd.DataFrame(rows)
 
     def _review(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -110,12 +109,6 @@ class DubWorker:
         except Exception as error:  # the dub is finished and recorded: its review must not fail it
             logger.exception("%s: review failed", row["job_id"])
             return {"source_msi_status": f"review failed: {type(error).__name__}: {error}"}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _actor_count(cfg: DubJobConfig, n_items: int) -> int:
@@ -210,7 +203,7 @@ def _given_up(entry: dict[str, Any], cfg: DubJobConfig) -> dict[str, Any]:
             key: entry.get(key, "")
             for key in ("job_id", "speaker", "model_uri", "video_uri", "audio_uri", "output_uri")
         },
-        "status": STATUS_FAILED,
+        "status": RowStatus.FAILED,
         "reason": f"{entry['video_uri']}: the dubbing actor died on {attempts} attempt(s) at this row",
         "resumed": False,
     }
@@ -246,7 +239,7 @@ def run(cfg: DubJobConfig) -> dict[str, Any]:
     review = (
         write_review(storage, cfg.output_uri, ordered, cfg.metrics.departure_factor) if cfg.review else None
     )
-    ok = [r for r in ordered if r["status"] == STATUS_OK]
+    ok = [r for r in ordered if r["status"] == RowStatus.OK]
     dubbed = [r for r in ok if not r.get("resumed")]
     frames = sum(int(r.get("output_frames") or 0) for r in dubbed)
     work_seconds = sum(float(r.get("seconds") or 0.0) for r in dubbed)
@@ -254,7 +247,7 @@ def run(cfg: DubJobConfig) -> dict[str, Any]:
     summary = {
         "rows": len(ordered),
         "ok": len(ok),
-        "failed": sum(r["status"] == STATUS_FAILED for r in ordered),
+        "failed": sum(r["status"] == RowStatus.FAILED for r in ordered),
         "dubbed": len(dubbed),
         "resumed": len(ok) - len(dubbed),
         "output_frames": frames,
@@ -263,7 +256,7 @@ def run(cfg: DubJobConfig) -> dict[str, Any]:
         "frames_per_second_per_actor": round(frames / work_seconds, 2) if work_seconds else None,
         "tables": tables,
         "review": review,
-        "problems": [f"{r['job_id']}: {r['reason']}" for r in ordered if r["status"] != STATUS_OK],
+        "problems": [f"{r['job_id']}: {r['reason']}" for r in ordered if r["status"] != RowStatus.OK],
         "config": to_dict(cfg),
     }
     storage.write_json(join(cfg.output_uri, "summary.json"), summary)

@@ -31,11 +31,12 @@ from stableface.config.jobs import PreprocessJobConfig
 from stableface.data.catalog import list_video_catalog
 from stableface.data.extract import extract_video_row
 from stableface.data.layout import DatasetLayout
-from stableface.data.manifest import STATUS_FAILED, finished_speakers, write_dataset_manifest
+from stableface.data.manifest import finished_speakers, write_dataset_manifest
 from stableface.data.speakers import encode_speaker_row, fit_or_load_face_model, speaker_identity_row
 from stableface.face.landmarks import BACKENDS, LandmarkBackend, make_backend
 from stableface.io.storage import Storage
 from stableface.ray_jobs.runtime import ensure_ray, node_id, outages_surface
+from stableface.status import RowStatus
 from stableface.utils.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def run(cfg: PreprocessJobConfig) -> dict[str, Any]:
     entries = select_entries(cfg, storage)
     # Rows with an unusable speaker or video id cannot be placed in the dataset: failed rows, here.
     rejected = [
-        {"speaker": e["speaker"], "video_id": e["video_id"], "video_uri": e["video_uri"], "status": STATUS_FAILED,
+        {"speaker": e["speaker"], "video_id": e["video_id"], "video_uri": e["video_uri"], "status": RowStatus.FAILED,
          "reason": e["reason"]}
         for e in entries if e.get("reason")
     ]  # fmt: skip

@@ -23,6 +23,7 @@ from stableface.models.checkpoint import read_checkpoint, save_checkpoint
 from stableface.models.networks import build_audio2expression
 from stableface.pretrained import FACE_MODEL_FILE, MODEL_CARD_FILE, STAGE1_FILE, packaged_dir
 from stableface.ray_jobs import train
+from stableface.status import RowStatus
 from stableface.training.pipeline import EVAL_DIR, EVAL_SUMMARY
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def model_card(cfg: PretrainJobConfig, manifest: dict[str, Any], checkpoint_extr
     speakers = manifest.get("speakers", {})
     heldout_speakers = set(stage1.heldout_speakers)
     trained = sorted(
-        s for s, row in speakers.items() if row.get("status") == "ok" and s not in heldout_speakers
+        s for s, row in speakers.items() if row.get("status") == RowStatus.OK and s not in heldout_speakers
     )
     frames = sum(int(speakers[s].get("n_frames") or 0) for s in trained)
     lines = [

@@ -18,8 +18,8 @@ import numpy as np
 
 from stableface.metrics.departure import Departure, row_directions
 from stableface.metrics.video import flag_reasons
+from stableface.status import RowStatus
 
-STATUS_OK = "ok"
 HIST_BINS = 30
 FIGURE_SIZE = (6.0, 3.2)  # inches
 FIGURE_DPI = 100
@@ -173,7 +173,7 @@ def _video_rows(rows: Sequence[Mapping[str, Any]], data: ReportData, with_slices
     for row in rows:
         flags = _flags(row, data)
         departed = bool(row_directions(row))
-        css = "flagged" if flags or departed else ("failed" if row.get("status") != STATUS_OK else "")
+        css = "flagged" if flags or departed else ("failed" if row.get("status") != RowStatus.OK else "")
         status = str(row.get("status", ""))
         offset, offset_ms = row.get("lipsync_offset_frames"), row.get("lipsync_offset_ms")
         cells = [
@@ -214,8 +214,8 @@ def _offset_text(frames: Any, milliseconds: Any) -> str:
 
 
 def _summary(rows: Sequence[Mapping[str, Any]], data: ReportData) -> str:
-    ok = [r for r in rows if r.get("status") == STATUS_OK]
-    counts = {s: sum(1 for r in rows if r.get("status") == s) for s in ("ok", "no_score", "failed")}
+    ok = [r for r in rows if r.get("status") == RowStatus.OK]
+    counts = {s: sum(1 for r in rows if r.get("status") == s) for s in RowStatus}
     lip, jaw = _finite([r.get("msi_lip") for r in ok]), _finite([r.get("msi_jaw") for r in ok])
     flagged = sum(1 for r in rows if _is_flagged(r, data))
     drifting = sum(1 for r in rows if any("out of sync" in f for f in _flags(r, data)))
@@ -237,9 +237,9 @@ def _summary(rows: Sequence[Mapping[str, Any]], data: ReportData) -> str:
 
     items = [
         ("videos", len(rows)),
-        ("scored (ok)", counts["ok"]),
-        ("no score", counts["no_score"]),
-        ("failed", counts["failed"]),
+        ("scored (ok)", counts[RowStatus.OK]),
+        ("no score", counts[RowStatus.NO_SCORE]),
+        ("failed", counts[RowStatus.FAILED]),
         (
             "flagged",
             f"{flagged} (lip MSI &lt; {data.flag_lip_below:g} or jaw MSI &lt; {data.flag_jaw_below:g}"
@@ -305,7 +305,9 @@ def _comparison(data: ReportData) -> str:
     scored = [
         (a, b)
         for a, b in pairs
-        if a.get("status") == STATUS_OK and b.get("status") == STATUS_OK and a.get("msi_lip") is not None
+        if a.get("status") == RowStatus.OK
+        and b.get("status") == RowStatus.OK
+        and a.get("msi_lip") is not None
     ]
     parts = [
         f"<p>{len(pairs)} videos paired by video id ({len(data.rows)} in {html.escape(first)}, "
@@ -407,7 +409,7 @@ def _provenance_rows(rows: Sequence[Mapping[str, Any]], labels: tuple[str, str])
             f'<span class="pill {"ok" if credentials == "valid" else "failed" if credentials == "invalid" else ""}">'
             f"{html.escape(credentials)}</span>",
             "yes" if row.get("credentials_ai_generated") else "-",
-            _fmt(detail if detail and detail != STATUS_OK else None),
+            _fmt(detail if detail and detail != RowStatus.OK else None),
             "synthetic" if row.get("tagged_synthetic") else "-",
         ]
         html_cells = "".join(c if c.startswith("<td") else f"<td>{c}" for c in cells)
@@ -447,10 +449,10 @@ def _second_slices(data: ReportData) -> ReportData:
 def render_report(data: ReportData) -> str:
     """The whole report as one HTML string."""
     rows = data.rows
-    ok = [r for r in rows if r.get("status") == STATUS_OK]
+    ok = [r for r in rows if r.get("status") == RowStatus.OK]
     flagged = [r for r in rows if _is_flagged(r, data)]
     departed = [r for r in rows if row_directions(r)]
-    problems = [r for r in rows if r.get("status") != STATUS_OK]
+    problems = [r for r in rows if r.get("status") != RowStatus.OK]
     figures = _img(
         histogram_png({"lip": [r.get("msi_lip") for r in ok]}, "lip MSI", data.flag_lip_below, "lip MSI")
     ) + _img(

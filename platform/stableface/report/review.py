@@ -25,8 +25,9 @@ from stableface.io.video import iter_frames, probe_video
 from stableface.metrics.config import MetricsConfig
 from stableface.metrics.departure import Departure, pair_departure, row_directions
 from stableface.metrics.msi import CropBox, crop_box
-from stableface.metrics.video import STATUS_OK, VideoScore, score_video
+from stableface.metrics.video import VideoScore, score_video
 from stableface.report.html import STYLE, encode_png
+from stableface.status import RowStatus
 
 REVIEW_DIR = "review"  # under the run's output_uri
 REVIEW_PAGE = "review.html"
@@ -163,7 +164,9 @@ def review_row(
     columns: dict[str, Any] = {
         "source_msi_lip": source.msi_lip,
         "source_msi_jaw": source.msi_jaw,
-        "source_msi_status": STATUS_OK if source.status == STATUS_OK else f"{source.status}: {source.reason}",
+        "source_msi_status": RowStatus.OK
+        if source.status == RowStatus.OK
+        else f"{source.status}: {source.reason}",
     }
     departure = pair_departure(row, source.to_row(), metrics.departure_factor)
     if departure is not None:
@@ -240,14 +243,14 @@ def _card(row: Mapping[str, Any], page_uri: str) -> str:
     status = str(row.get("status", ""))
     job = html.escape(str(row.get("job_id", "")))
     departs = bool(row_directions(row))
-    css = "card failed" if status != STATUS_OK else ("card departs" if departs else "card")
+    css = "card failed" if status != RowStatus.OK else ("card departs" if departs else "card")
     speaker = str(row.get("speaker") or "").strip()
     head = (
         f'<h3 id="{job}">{job} <span class="pill {html.escape(status)}">{html.escape(status)}</span>'
         + (f" <small>speaker {html.escape(speaker)}</small>" if speaker else "")
         + "</h3>"
     )
-    if status != STATUS_OK:
+    if status != RowStatus.OK:
         return f'<div class="{css}">{head}<p>{_fmt(row.get("reason"))}</p></div>'
     sync = [
         f"{key} {_fmt(row[key], 2)}"
@@ -268,7 +271,7 @@ def _card(row: Mapping[str, Any], page_uri: str) -> str:
     ]  # fmt: skip
     if row.get("warning"):
         facts.append(("warning", _fmt(row.get("warning"))))
-    if row.get("source_msi_status") not in (None, STATUS_OK):
+    if row.get("source_msi_status") not in (None, RowStatus.OK):
         facts.append(("source MSI", _fmt(row.get("source_msi_status"))))
     table = "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>"
     players = _player(row.get("video_uri"), page_uri, "source") + _player(
@@ -291,8 +294,8 @@ def render_review(
     rows: Sequence[Mapping[str, Any]], page_uri: str, title: str, departure_factor: float
 ) -> str:
     """The whole page: a summary, failed rows with their reasons, then every finished row."""
-    failed = [r for r in rows if r.get("status") != STATUS_OK]
-    ok = [r for r in rows if r.get("status") == STATUS_OK]
+    failed = [r for r in rows if r.get("status") != RowStatus.OK]
+    ok = [r for r in rows if r.get("status") == RowStatus.OK]
     still = sum(Departure.TOO_STILL in row_directions(r) for r in ok)
     jittery = sum(Departure.TOO_JITTERY in row_directions(r) for r in ok)
     # Departing dubs first among the finished ones: they are the ones to look at.

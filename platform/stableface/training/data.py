@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 
 from stableface.data.layout import DatasetLayout
-from stableface.data.manifest import STATUS_OK
 from stableface.data.sequences import ExpressionSequences, RenderSequences, speaker_videos, split_videos
 from stableface.errors import InputError
 from stableface.face.erosion import ErosionConfig
 from stableface.face.face_model import FaceModel
 from stableface.io.storage import Storage
 from stableface.models.config import ModelConfig
+from stableface.status import RowStatus
 from stableface.training.config import TrainConfig, stage2_length
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def dataset_speakers(storage: Storage, layout: DatasetLayout) -> list[str]:
         )
     manifest = storage.read_json(layout.manifest_json)
     speakers = sorted(
-        name for name, row in manifest.get("speakers", {}).items() if row.get("status") == STATUS_OK
+        name for name, row in manifest.get("speakers", {}).items() if row.get("status") == RowStatus.OK
     )
     if not speakers:
         raise InputError(layout.manifest_json, "the dataset has no finished speaker")
