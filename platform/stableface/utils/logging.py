@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import re
@@ -15,6 +16,9 @@ from pathlib import Path
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "numba", "matplotlib", "PIL")
 RAY_LOGGERS = ("ray.data", "ray.train", "ray.tune", "ray.serve")
+# Ray Train's worker context logs every report ("Reporting training result N: TrainingReport(...)",
+# the whole metrics dict) on a logger named by its file path, outside "ray.train".
+RAY_FILE_LOGGERS = ("train/v2/_internal/execution/context.py",)
 VERBOSE_ENV = "STABLEFACE_VERBOSE"
 # Ray Data configures its loggers itself when it is imported (and again in every worker), over
 # any level set before; the config file it reads from this variable is the way to quieten it.
@@ -33,10 +37,18 @@ def configure_logging(level: str | int | None = None) -> None:
         root.setLevel(level)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    for name in RAY_LOGGERS:
+    for name in (*RAY_LOGGERS, *_ray_file_logger_names()):
         logging.getLogger(name).setLevel(ray_log_level())
     if ray_log_level() > logging.INFO:  # a user's own Ray Data logging config is kept
         os.environ.setdefault(RAY_DATA_LOGGING_CONFIG_ENV, str(QUIET_RAY_DATA_CONFIG))
+
+
+def _ray_file_logger_names() -> list[str]:
+    """The names of :data:`RAY_FILE_LOGGERS` in the installed Ray (found without importing it)."""
+    spec = importlib.util.find_spec("ray")
+    if spec is None or spec.origin is None:
+        return []
+    return [str(Path(spec.origin).parent / relative) for relative in RAY_FILE_LOGGERS]
 
 
 def ray_log_level() -> int:
