@@ -149,7 +149,7 @@ def test_stage1_resumed_mid_epoch_ends_like_an_uninterrupted_run(grid_dataset):
     _assert_same_tensors(resumed.state_dict()["modules"], full.state_dict()["modules"], "weights")
 
 
-def test_a_previous_run_of_another_model_is_refused_before_ray_train_resumes_it(tmp_path):
+def test_a_previous_run_of_another_model_is_refused_naming_the_key_before_it_resumes(tmp_path):
     from stableface.training.driver import check_previous_run
     from stableface.training.pipeline import RunPlan
 
