@@ -428,12 +428,12 @@ def tiny_speaker_model(grid_dataset, tmp_path_factory) -> str:
     """A trained ``tiny``-preset speaker model of grid/s1 (32 px, T = 4); returns its local URI.
 
     Both training stages of the ``tiny`` schedule on ``grid_dataset`` (6 clips; 2 held out), in this
-    process without Ray (``stableface.training.pipeline.train_local``), about 10-20 s on one core.
+    process without Ray (``stableface.training.driver.train`` with ``InProcess``), about 10-20 s on one core.
     Real trained weights and the full speaker-model format (``SpeakerModel.load``), far from
     usable quality. Session-scoped and read-only for tests.
     """
     from stableface.config import compose
-    from stableface.training.pipeline import train_local
+    from stableface.training.driver import InProcess, train
 
     output = tmp_path_factory.mktemp("tiny_speaker_model")
     cfg = compose(
@@ -441,7 +441,7 @@ def tiny_speaker_model(grid_dataset, tmp_path_factory) -> str:
         [f"dataset_uri={grid_dataset}", f"output_uri={output}", "speaker=s1", "model=tiny", "schedule=tiny",
          "model_version=s1-tiny-test"],
     )  # fmt: skip
-    train_local(cfg, device="cpu")
+    train(cfg, InProcess(device="cpu"))
     return str(output / "s1")
 
 

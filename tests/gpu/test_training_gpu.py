@@ -23,13 +23,14 @@ def test_mixed_precision_on_cuda_and_on_cpus_with_bf16_kernels():
 
 
 def test_both_stages_train_with_amp_on_the_gpu(grid_dataset, tmp_path):
-    from stableface.training.pipeline import train_local
+    from stableface.training.driver import InProcess, train
 
     cfg = compose("train", [f"dataset_uri={grid_dataset}", f"output_uri={tmp_path}", "speaker=s1",
                             "model=tiny", "schedule=tiny", "schedule.amp=true"])  # fmt: skip
-    summary = train_local(cfg, device="cuda")["s1"]
+    train(cfg, InProcess(device="cuda"))
+    summary = SpeakerModel.load(str(tmp_path / "s1")).metadata["training_summary"]
     assert summary["stage2"]["final"]["loss/l1"] < 0.5
-    assert SpeakerModel.load(str(tmp_path / "s1")).metadata["training_summary"]["stage2"]["steps"] > 0
+    assert summary["stage2"]["steps"] > 0
 
 
 def test_a_one_gpu_ray_train_run_uses_nccl_and_finishes(ray_local, grid_dataset, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from stableface.config import compose
 from stableface.models.checkpoint import read_checkpoint
-from stableface.training.pipeline import train_local
+from stableface.training.driver import InProcess, train
 from stableface.training.pretrained import read_packaged_stage1
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,7 @@ def _stage1(grid_dataset: str, output, init: str) -> dict[str, np.ndarray]:
          f"schedule.stage1.init={init}", "schedule.stage1.max_steps=3", "schedule.stage1.opening_weight=1",
          "schedule.stage1.lip_motion_weight=1"],
     )  # fmt: skip
-    train_local(cfg, device="cpu")
+    train(cfg, InProcess(device="cpu"))
     checkpoint = read_checkpoint(str(output / "_training" / "audio2expression.pt"))
     return {name: value.numpy() for name, value in checkpoint.state_dicts["audio2expression"].items()}
 

@@ -149,8 +149,8 @@ def test_stage1_resumed_mid_epoch_ends_like_an_uninterrupted_run(grid_dataset):
     _assert_same_tensors(resumed.state_dict()["modules"], full.state_dict()["modules"], "weights")
 
 
-def test_a_previous_run_of_another_model_is_refused_before_ray_train_resumes_it(tmp_path):
-    from stableface.ray_jobs.train import check_previous_run
+def test_a_previous_run_of_another_model_is_refused_naming_the_key_before_it_resumes(tmp_path):
+    from stableface.training.driver import check_previous_run
     from stableface.training.pipeline import RunPlan
 
     tiny, cpu = compose_model_config("tiny", "full"), compose_model_config("cpu", "full")
@@ -162,7 +162,8 @@ def test_a_previous_run_of_another_model_is_refused_before_ray_train_resumes_it(
         ("checkpoint_2026-01-02_00-00-00.0", cpu),
     ):
         save_state(str(run_dir / name / "state.pt"), TrainingState("stage1", {"step": 1}, to_dict(config)))
-    with pytest.raises(InputError, match="different model config"):
+    with pytest.raises(InputError, match="different model config") as refused:
         check_previous_run(Storage(), str(run_dir), plan)
+    assert "model.renderer.image_size: 128 in the run, 32 now" in str(refused.value)
     plan.model_config = cpu
     check_previous_run(Storage(), str(run_dir), plan)

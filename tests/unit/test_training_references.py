@@ -12,7 +12,8 @@ from stableface.face.face_model import apply_pose
 from stableface.io.storage import Storage
 from stableface.speaker_model import SpeakerModel
 from stableface.training.data import load_face_model, speaker_split, stage2_dataset
-from stableface.training.pipeline import erosion_of, model_config_of, train_local
+from stableface.training.driver import InProcess, train
+from stableface.training.pipeline import erosion_of, model_config_of
 from stableface.training.references import choose_references
 
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14  # MediaPipe face-mesh vertices, middle of the inner lips
@@ -52,7 +53,7 @@ def test_references_are_the_widest_open_mouths_of_distinct_training_videos(grid_
 
 def test_the_trained_speaker_model_carries_its_reference_frames(grid_dataset, tmp_path):
     cfg = _cfg(grid_dataset, tmp_path)
-    train_local(cfg, device="cpu")
+    train(cfg, InProcess(device="cpu"))
     model = SpeakerModel.load(str(tmp_path / "s1"))
     storage, layout = Storage(), DatasetLayout(grid_dataset)
     model_config = model_config_of(cfg)
@@ -69,7 +70,7 @@ def test_the_trained_speaker_model_carries_its_warp_texture_the_widest_open_trai
     cfg = _cfg(
         grid_dataset, tmp_path, "model.renderer.reference_frames=0", "model.renderer.warped_texture=true"
     )
-    train_local(cfg, device="cpu")
+    train(cfg, InProcess(device="cpu"))
     source = SpeakerModel.load(str(tmp_path / "s1")).networks.renderer.warp_source()
     storage, layout = Storage(), DatasetLayout(grid_dataset)
     model_config = model_config_of(cfg)

@@ -4,7 +4,7 @@
 - :mod:`.stage1`, :mod:`.stage2` - the step functions and ``train_stage1`` / ``train_stage2``;
 - :mod:`.loop` - the shared epoch loop (sharded, resumable), :mod:`.checkpointing` - training state;
 - :mod:`.run_log` - TensorBoard, metrics table, sample images; :mod:`.evaluate` - held-out metrics;
-- :mod:`.export` - the speaker model directory; :mod:`.pipeline` - a whole run, in process or per worker.
+- :mod:`.export` - the speaker model directory; :mod:`.pipeline` - the parts of a run, :mod:`.driver` - the one driver of a whole run.
 
 The Ray Train job that runs these on workers is :mod:`stableface.ray_jobs.train`.
 """

@@ -1,13 +1,13 @@
-"""A training run from a job config: the plan, the per-stage bodies, evaluation and export.
+"""The parts of a training run: the plan, the per-stage bodies, evaluation and export.
 
-The same bodies run inside Ray Train workers (:mod:`stableface.ray_jobs.train` passes a
-DDP-wrapping ``prepare`` and callbacks that report to Ray) and in one plain process
-(:func:`train_local`, used by tests and fixtures): plain functions, plain objects.
+:mod:`.driver` puts them together; the same bodies run inside Ray Train workers
+(:mod:`stableface.ray_jobs.train` passes a DDP-wrapping ``prepare`` and callbacks that report to
+Ray) and in one plain process (:class:`.driver.InProcess`): plain functions, plain objects.
 
 Run layout under ``run_uri`` (default ``<output_uri>/_training``)::
 
     audio2expression.pt          stage 1's result (a models checkpoint), read by stage 2 and export
-    stage1/                      stage 1's run: Ray Train checkpoints, logs/ (see run_log.py)
+    stage1/                      stage 1's run: its checkpoints (see driver.py), logs/ (see run_log.py)
     stage2-<model name>/         one per speaker model, with logs/ and logs/eval/
 """
 
@@ -45,8 +45,8 @@ from stableface.models.networks import (
     build_smoothing,
 )
 from stableface.speaker_model import MODEL_FILE
-from stableface.training.callbacks import LocalCallbacks, RunCallbacks
-from stableface.training.checkpointing import STATE_FILE, TrainingState, load_state
+from stableface.training.callbacks import RunCallbacks
+from stableface.training.checkpointing import TrainingState
 from stableface.training.config import Stage1Init, stage2_length
 from stableface.training.data import (
     dataset_speakers,
@@ -82,7 +82,6 @@ STAGE1_RUN = "stage1"
 AUDIO2EXPRESSION_FILE = "audio2expression.pt"
 EVAL_DIR = "eval"
 EVAL_SUMMARY = "summary.json"
-LOCAL_CHECKPOINT_DIR = "checkpoint"
 
 Prepare = Callable[[nn.Module], nn.Module]  # to the device, DDP-wrapped under Ray Train
 CallbackFactory = Callable[..., RunCallbacks]
@@ -111,8 +110,11 @@ class RunPlan:
     def run_name(self, stage: str, speaker: str | None = None) -> str:
         return STAGE1_RUN if stage == "stage1" else f"stage2-{self.model_dir_name(speaker)}"
 
+    def run_dir(self, stage: str, speaker: str | None = None) -> str:
+        return join(self.run_uri, self.run_name(stage, speaker))
+
     def logs_uri(self, stage: str, speaker: str | None = None) -> str:
-        return join(self.run_uri, self.run_name(stage, speaker), "logs")
+        return join(self.run_dir(stage, speaker), "logs")
 
 
 def model_config_of(cfg: TrainJobConfig) -> ModelConfig:
@@ -476,75 +478,3 @@ def export_model(
         storage=storage,
     )
     return summary
-
-
-# --------------------------------------------------------------------------------------- in process
-def _local_state(storage: Storage, run_dir: str, overwrite: bool) -> TrainingState | None:
-    uri = join(run_dir, LOCAL_CHECKPOINT_DIR, STATE_FILE)
-    if overwrite or not storage.exists(uri):
-        return None
-    logger.info("resuming from %s", uri)
-    return load_state(uri, storage)
-
-
-def train_local(cfg: TrainJobConfig, device: str | None = None) -> dict[str, Any]:
-    """Both stages in this process (no Ray, no DDP): the same bodies the Ray job runs per worker.
-
-    Resumes from ``<run_uri>/<stage run>/checkpoint/state.pt`` unless ``cfg.overwrite``. Returns
-    ``{speaker: summary}`` of the exported models."""
-    storage = Storage(cfg.storage)
-    plan = plan_run(cfg, storage)
-    context = WorkerContext(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
-    threads = torch.get_num_threads()
-    if cfg.schedule.torch_threads:
-        torch.set_num_threads(cfg.schedule.torch_threads)
-    try:
-        return _train_in_process(cfg, plan, context, storage)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train_in_process(
-    cfg: TrainJobConfig, plan: RunPlan, context: WorkerContext, storage: Storage
-) -> dict[str, Any]:
-
-    def prepare(module: nn.Module) -> nn.Module:
-        return module.to(context.device)
-
-    def callbacks_for(run_dir: str):
-        def make(**kwargs) -> RunCallbacks:
-            return LocalCallbacks(checkpoint_dir=join(run_dir, LOCAL_CHECKPOINT_DIR), **kwargs)
-
-        return make
-
-    timings: dict[str, float] = {}
-    if str(cfg.stage) in ("1", "all"):
-        run_dir = join(plan.run_uri, plan.run_name("stage1"))
-        started = time.monotonic()
-        if Stage1Init(cfg.schedule.stage1.init) is Stage1Init.reuse:
-            reuse_stage1_result(cfg, plan, storage)
-        else:
-            run_stage1(
-                cfg,
-                plan,
-                context,
-                prepare,
-                callbacks_for(run_dir),
-                _local_state(storage, run_dir, cfg.overwrite),
-            )
-            save_stage1_result(
-                load_state(join(run_dir, LOCAL_CHECKPOINT_DIR, STATE_FILE), storage), plan, storage
-            )
-        evaluate_stage1_result(cfg, plan, storage)
-        timings["stage1"] = round(time.monotonic() - started, 1)
-    summaries = {}
-    if str(cfg.stage) in ("2", "all"):
-        for speaker in plan.speakers:
-            run_dir = join(plan.run_uri, plan.run_name("stage2", speaker))
-            started = time.monotonic()
-            state = _local_state(storage, run_dir, cfg.overwrite)
-            run_stage2(cfg, plan, speaker, context, prepare, callbacks_for(run_dir), state)
-            final_state = load_state(join(run_dir, LOCAL_CHECKPOINT_DIR, STATE_FILE), storage)
-            speaker_timings = {**timings, "stage2": round(time.monotonic() - started, 1)}
-            summaries[speaker] = export_model(cfg, plan, speaker, final_state, speaker_timings)
-    return summaries
