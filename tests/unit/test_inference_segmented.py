@@ -10,6 +10,7 @@ import pytest
 from stableface.inference import (
     DubConfig,
     InferenceConfig,
+    ProvenanceConfig,
     dub,
     dub_files,
     load_speaker_model,
@@ -20,6 +21,7 @@ from stableface.inference.segmented import parts_uri
 from stableface.io.audio import read_audio, write_audio
 from stableface.io.storage import Storage
 from stableface.io.video import VideoWriter, join_videos, probe_video, read_frames
+from stableface.provenance.config import WatermarkConfig
 
 SOURCE_CLIP = 5  # a grid/s1 clip (3 s, 75 frames, 360x288 @ 25 fps)
 SEGMENT_S = 1.0  # 25 frames: 5 segments of a 4.2 s (105-frame) dub, cut inside renderer chunks of 32
@@ -49,8 +51,21 @@ def speech(shared_data, tmp_path_factory) -> str:
 
 
 def _config(segment_seconds: float | None) -> DubConfig:
-    # fp32: bf16 autocast is not bit-reproducible between runs on this CPU (test_inference_streaming)
-    return DubConfig(inference=InferenceConfig(amp=False), segment_seconds=segment_seconds)
+    # fp32: bf16 autocast is not bit-reproducible between runs on this CPU (test_inference_streaming);
+    # no watermark, so the frames plan_dub composites are the frames encoded.
+    return DubConfig(
+        inference=InferenceConfig(amp=False),
+        provenance=ProvenanceConfig(watermark=WatermarkConfig(enabled=False)),
+        segment_seconds=segment_seconds,
+    )
+
+
+def _codec_error(decoded: np.ndarray, encoded: np.ndarray) -> tuple[float, float]:
+    """PSNR (dB) and the 99.9th percentile absolute difference of decoded frames to the frames encoded."""
+    assert decoded.shape == encoded.shape
+    difference = np.abs(decoded.astype(np.int16) - encoded.astype(np.int16))
+    psnr = 10 * np.log10(255.0**2 / np.mean(difference.astype(np.float64) ** 2))
+    return float(psnr), float(np.percentile(difference, 99.9))
 
 
 def test_frames_do_not_depend_on_where_a_run_starts(model, grid_clips, speech, source):
@@ -133,20 +148,25 @@ def test_an_interrupted_dub_resumes_after_its_last_segment(model, grid_clips, sp
     assert (resumed.resumed_segments, resumed.encoded_segments) == (2, 3)
     assert resumed.to_row()["resumed_segments"] == 2
 
-    # Each segment is a deterministic encode of the same frames, and the join copies its packets:
-    # the resumed dub is the uninterrupted segmented dub, bit for bit.
-    segmented = read_frames(tmp_path / "resumed.mp4")
-    np.testing.assert_array_equal(segmented, read_frames(uninterrupted))
-    # Against the one-pass dub the frames are the same before encoding (test above); the encoder
-    # starts afresh with a keyframe at every segment, so x264 rounds the frames around the joins
-    # differently: within codec noise at crf 18, not bit-equal.
-    whole = read_frames(one_pass)
-    assert segmented.shape == whole.shape == (105, 288, 360, 3)
-    difference = np.abs(segmented.astype(np.int16) - whole.astype(np.int16))
-    assert difference.mean() < 1.0 and np.percentile(difference, 99.9) <= 12, (
-        difference.mean(),
-        difference.max(),
-    )
+    # The frames before encoding do not depend on where a run starts (the test above), but the
+    # decoded ones cannot be bit-equal: against the one-pass dub the encoder starts afresh with a
+    # keyframe at every segment, and x264 is not even bit-reproducible here (encoding the same frames
+    # again, the last macroblock column of a 360-px-wide frame, x 352-359, came out differently in 2
+    # of 5 encodes: 360 is not a multiple of 16). So each decoded dub is compared with the frames
+    # it encoded: the segmented and resumed dub loses no more to the codec than the one-pass dub.
+    composited = np.stack(list(plan_dub(model, video, speech, _config(SEGMENT_S), source).frames()))
+    errors = {
+        name: _codec_error(read_frames(path), composited)
+        for name, path in [
+            ("one pass", one_pass),
+            ("segmented", uninterrupted),
+            ("resumed", tmp_path / "resumed.mp4"),
+        ]
+    }
+    print("codec error (PSNR dB, p99.9 grey levels):", errors)
+    for name in ("segmented", "resumed"):
+        assert errors[name][0] > errors["one pass"][0] - 0.5, errors  # PSNR, dB
+        assert errors[name][1] <= errors["one pass"][1] + 4, errors  # 99.9th percentile, grey levels
     assert abs(probe_video(tmp_path / "resumed.mp4").duration_s - probe_video(one_pass).duration_s) < 0.05
 
 

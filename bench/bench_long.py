@@ -1,0 +1,111 @@
+"""A long source dubbed in one pass and in segments: wall time, the decoded difference, and a resume.
+
+The source is grid/s1 clips concatenated (360x288, 25 fps; 2 minutes, ``--quick`` 30 s) and the
+speech the bundled English and French repeated to its length; the model is ``tiny`` untrained
+networks (seed 0: rendering is cheap, so the difference the segments make to the encoding, the
+stores and the join shows). Dubs are fp32 (bit-reproducible frames). Measured: the one-pass dub,
+the segmented dub (``dub.segment_seconds``, 30 s; ``--quick`` 10 s), the segmented dub interrupted
+after half its segments and its rerun (segments encoded by the rerun, its wall time), and the max
+and mean absolute difference of the decoded segmented output against the one-pass output.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.bench_dub import _speaker_model, _speech
+from bench.common import grid_clips
+
+logger = logging.getLogger("bench.long")
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _long_source(folder: Path, seconds: float) -> Path:
+    from stableface.io.video import VideoWriter, iter_frames
+
+    clips = grid_clips(int(seconds // 3))
+    path = folder / f"lecture_{int(seconds)}s.mp4"
+    with VideoWriter(path, fps=25, width=360, height=288, crf=16, preset="veryfast") as writer:
+        for clip in clips:
+            for frame in iter_frames(clip):
+                writer.write(frame)
+    return path
+
+
+def _difference(a: Path, b: Path) -> tuple[int, float, int]:
+    from stableface.io.video import iter_frames
+
+    largest, total, frames = 0, 0.0, 0
+    for x, y in zip(iter_frames(a), iter_frames(b), strict=True):
+        difference = np.abs(x.astype(np.int16) - y.astype(np.int16))
+        largest, total, frames = (
+            max(largest, int(difference.max())),
+            total + float(difference.mean()),
+            frames + 1,
+        )
+    return largest, total / max(frames, 1), frames
+
+
+def run(quick: bool) -> dict:
+    from stableface.inference import DubConfig, InferenceConfig, dub_files, load_speaker_model, prepare_source
+    from stableface.io.storage import Storage
+
+    seconds, segment_s = (30.0, 10.0) if quick else (120.0, 30.0)
+    with tempfile.TemporaryDirectory(prefix="bench-long-") as tmp:
+        folder = Path(tmp)
+        model = load_speaker_model(_speaker_model("tiny", folder))
+        video, speech = _long_source(folder, seconds), _speech(folder, seconds)
+        started = time.perf_counter()
+        source = prepare_source(video, model)
+        prepare_s = time.perf_counter() - started
+
+        def timed(name: str, segment_seconds: float | None, **options) -> tuple[float, object]:
+            config = DubConfig(inference=InferenceConfig(amp=False), segment_seconds=segment_seconds)
+            started = time.perf_counter()
+            result = dub_files(model, video, speech, folder / f"{name}.mp4", config, source,
+                               storage=Storage(), **options)  # fmt: skip
+            return time.perf_counter() - started, result
+
+        one_pass_s, _ = timed("one_pass", None)
+        segmented_s, segmented = timed("segmented", segment_s, parts=str(folder / "segmented.parts"))
+        half = segmented.encoded_segments // 2
+
+        def die_at_half(index: int) -> None:
+            if index + 1 == half:
+                raise _Interrupted
+
+        started = time.perf_counter()
+        try:
+            timed("resumed", segment_s, parts=str(folder / "resumed.parts"), on_segment=die_at_half)
+        except _Interrupted:
+            interrupted_s = time.perf_counter() - started
+        rerun_s, resumed = timed("resumed", segment_s, parts=str(folder / "resumed.parts"))
+        largest, mean, frames = _difference(folder / "one_pass.mp4", folder / "segmented.mp4")
+        resumed_largest, _, _ = _difference(folder / "segmented.mp4", folder / "resumed.mp4")
+    return {
+        "source_s": seconds,
+        "output_frames": frames,
+        "segment_s": segment_s,
+        "segments": segmented.encoded_segments,
+        "prepare_source_s": round(prepare_s, 1),
+        "one_pass_s": round(one_pass_s, 1),
+        "segmented_s": round(segmented_s, 1),
+        "segmented_over_one_pass": round(segmented_s / one_pass_s, 3),
+        "segmented_vs_one_pass_max_abs": largest,
+        "segmented_vs_one_pass_mean_abs": round(mean, 4),
+        "interrupted_after_segments": half,
+        "interrupted_run_s": round(interrupted_s, 1),
+        "rerun_s": round(rerun_s, 1),
+        "rerun_encoded_segments": resumed.encoded_segments,
+        "rerun_resumed_segments": resumed.resumed_segments,
+        "resumed_vs_segmented_max_abs": resumed_largest,
+        "stage_seconds_segmented": segmented.stage_seconds,
+    }
