@@ -103,7 +103,7 @@ def test_dub_rows_records_and_manifest_hold_row_statuses(
     models, sources = ModelCache(storage), SourceCache(storage, None)
     rows = [
         dub_entry(entry, DubConfig(), output_uri, storage, models, sources,
-                  scorer=lambda path, name: OutputScore(0.5, 0.7, RowStatus.OK))
+                  scorer=lambda path, name, face: OutputScore(0.5, 0.7, RowStatus.OK))
         for entry in entries
     ]  # fmt: skip
     assert [row["status"] for row in rows] == [RowStatus.OK, RowStatus.FAILED, RowStatus.FAILED], rows
