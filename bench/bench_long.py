@@ -3,7 +3,9 @@
 The source is grid/s1 clips concatenated (360x288, 25 fps; 2 minutes, ``--quick`` 30 s) and the
 speech the bundled English and French repeated to its length; the model is ``tiny`` untrained
 networks (seed 0: rendering is cheap, so the difference the segments make to the encoding, the
-stores and the join shows). Dubs are fp32 (bit-reproducible frames). Measured: the one-pass dub,
+stores and the join shows). Dubs are fp32 (bit-reproducible frames) without the invisible watermark,
+so the frames composited before encoding (``plan_dub(...).frames()``, streamed once more) are the
+frames encoded: each output's PSNR to them is its codec error. Measured: the one-pass dub,
 the segmented dub (``dub.segment_seconds``, 30 s; ``--quick`` 10 s), the segmented dub interrupted
 after half its segments and its rerun (segments encoded by the rerun, its wall time), and the max
 and mean absolute difference of the decoded segmented output against the one-pass output.
@@ -54,9 +56,35 @@ def _difference(a: Path, b: Path) -> tuple[int, float, int]:
     return largest, total / max(frames, 1), frames
 
 
+def _psnr(path: Path, frames) -> float:
+    from stableface.io.video import iter_frames
+
+    squared, count = 0.0, 0
+    for x, y in zip(iter_frames(path), frames, strict=True):
+        squared += float(np.mean((x.astype(np.float64) - y) ** 2))
+        count += 1
+    return round(10 * np.log10(255.0**2 / (squared / count)), 2)
+
+
 def run(quick: bool) -> dict:
-    from stableface.inference import DubConfig, InferenceConfig, dub_files, load_speaker_model, prepare_source
+    from stableface.inference import (
+        DubConfig,
+        InferenceConfig,
+        ProvenanceConfig,
+        dub_files,
+        load_speaker_model,
+        prepare_source,
+    )
+    from stableface.inference.pipeline import plan_dub
     from stableface.io.storage import Storage
+    from stableface.provenance.config import WatermarkConfig
+
+    def config(segment_seconds: float | None) -> DubConfig:
+        return DubConfig(
+            inference=InferenceConfig(amp=False),
+            provenance=ProvenanceConfig(watermark=WatermarkConfig(enabled=False)),
+            segment_seconds=segment_seconds,
+        )
 
     seconds, segment_s = (30.0, 10.0) if quick else (120.0, 30.0)
     with tempfile.TemporaryDirectory(prefix="bench-long-") as tmp:
@@ -68,9 +96,8 @@ def run(quick: bool) -> dict:
         prepare_s = time.perf_counter() - started
 
         def timed(name: str, segment_seconds: float | None, **options) -> tuple[float, object]:
-            config = DubConfig(inference=InferenceConfig(amp=False), segment_seconds=segment_seconds)
             started = time.perf_counter()
-            result = dub_files(model, video, speech, folder / f"{name}.mp4", config, source,
+            result = dub_files(model, video, speech, folder / f"{name}.mp4", config(segment_seconds), source,
                                storage=Storage(), **options)  # fmt: skip
             return time.perf_counter() - started, result
 
@@ -90,6 +117,10 @@ def run(quick: bool) -> dict:
         rerun_s, resumed = timed("resumed", segment_s, parts=str(folder / "resumed.parts"))
         largest, mean, frames = _difference(folder / "one_pass.mp4", folder / "segmented.mp4")
         resumed_largest, _, _ = _difference(folder / "segmented.mp4", folder / "resumed.mp4")
+        psnr = {
+            name: _psnr(folder / f"{name}.mp4", plan_dub(model, video, speech, config(None), source).frames())
+            for name in ("one_pass", "segmented", "resumed")
+        }
     return {
         "source_s": seconds,
         "output_frames": frames,
@@ -107,5 +138,6 @@ def run(quick: bool) -> dict:
         "rerun_encoded_segments": resumed.encoded_segments,
         "rerun_resumed_segments": resumed.resumed_segments,
         "resumed_vs_segmented_max_abs": resumed_largest,
+        "psnr_to_composited_db": psnr,
         "stage_seconds_segmented": segmented.stage_seconds,
     }
