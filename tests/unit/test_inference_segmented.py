@@ -3,6 +3,9 @@ uninterrupted one does."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -182,3 +185,55 @@ def test_dub_to_s3_keeps_no_parts_once_published(
     with storage.local_copy(output_uri) as local:
         info = probe_video(local)
     assert (info.n_frames, info.has_audio) == (105, True)
+
+
+_KILLED_DUB = """
+import sys
+from stableface.inference import DubConfig, InferenceConfig, dub, load_speaker_model
+model_uri, video, speech, output = sys.argv[1:]
+config = DubConfig(inference=InferenceConfig(amp=False), segment_seconds=float({segment_s}))
+dub(load_speaker_model(model_uri), video, speech, output, config)
+"""
+
+
+@pytest.mark.heavy
+def test_a_killed_dub_resumes_from_its_stored_segments(
+    untrained_speaker_model, model, grid_clips, shared_data, tmp_path
+):
+    """SIGKILL, as a preempted node or the OOM killer: nothing of the dying process cleans up."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    speech = tmp_path / "fr_12s.wav"
+    write_audio(speech, read_audio(shared_data / "speech" / "macron_12s.wav", 16_000)[: 12 * 16_000], 16_000)
+    output, video = tmp_path / "killed.mp4", str(grid_clips[SOURCE_CLIP])
+    record = Path(parts_uri(str(output))) / "progress.json"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_DUB.format(segment_s=SEGMENT_S), untrained_speaker_model, video,
+         str(speech), str(output)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    try:
+        while child.poll() is None and not (
+            record.exists() and json.loads(record.read_text())["finished"] >= 2
+        ):
+            time.sleep(0.05)
+        assert child.poll() is None, "the dub ended before it could be killed"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert not output.exists()
+    stored = json.loads(record.read_text())["finished"]
+    assert 2 <= stored < 12
+    config = DubConfig(inference=InferenceConfig(amp=False), segment_seconds=SEGMENT_S)
+    result = dub(model, video, str(speech), str(output), config)
+    assert (result.resumed_segments, result.encoded_segments) == (stored, 12 - stored)
+    assert not Path(parts_uri(str(output))).exists()  # the published output's parts are gone
+    info = probe_video(output)
+    assert (info.n_frames, info.has_audio) == (result.n_frames, True)
+    assert result.n_frames > 11 * 25  # 12 segments of 25 frames, the last one shorter
