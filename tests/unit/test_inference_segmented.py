@@ -19,12 +19,14 @@ from stableface.inference import (
     load_speaker_model,
     prepare_source,
 )
+from stableface.inference.batch import ModelCache, dub_entry
 from stableface.inference.pipeline import plan_dub
 from stableface.inference.segmented import parts_uri
 from stableface.io.audio import read_audio, write_audio
 from stableface.io.storage import Storage
 from stableface.io.video import VideoWriter, join_videos, probe_video, read_frames
 from stableface.provenance.config import WatermarkConfig
+from stableface.status import RowStatus
 
 SOURCE_CLIP = 5  # a grid/s1 clip (3 s, 75 frames, 360x288 @ 25 fps)
 SEGMENT_S = 1.0  # 25 frames: 5 segments of a 4.2 s (105-frame) dub, cut inside renderer chunks of 32
@@ -237,3 +239,22 @@ def test_a_killed_dub_resumes_from_its_stored_segments(
     info = probe_video(output)
     assert (info.n_frames, info.has_audio) == (result.n_frames, True)
     assert result.n_frames > 11 * 25  # 12 segments of 25 frames, the last one shorter
+
+
+def test_a_catalog_row_leaves_no_parts_behind(untrained_speaker_model, grid_clips, speech, tmp_path):
+    storage, output = Storage(), tmp_path / "videos" / "long.mp4"
+    entry = {
+        "job_id": "long", "speaker": "s1", "model_uri": untrained_speaker_model, "face": "", "reason": "",
+        "video_uri": str(grid_clips[SOURCE_CLIP]), "audio_uri": speech, "output_uri": str(output),
+    }  # fmt: skip
+    row = dub_entry(entry, _config(SEGMENT_S), str(tmp_path), storage, ModelCache(storage))
+    assert (row["status"], row["resumed_segments"], row["output_frames"]) == (RowStatus.OK, 0, 105), row
+    parts = Path(parts_uri(str(output)))
+    assert output.exists() and not parts.exists()
+    # A run that died between publishing the output and deleting its parts left them: the rerun,
+    # finding the output finished, deletes them.
+    parts.mkdir()
+    (parts / "segment-00000.mp4").write_bytes(b"left over")
+    row = dub_entry(entry, _config(SEGMENT_S), str(tmp_path), storage, ModelCache(storage))
+    assert (row["status"], row["resumed"]) == (RowStatus.OK, True)
+    assert not parts.exists()

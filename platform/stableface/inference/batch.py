@@ -229,6 +229,7 @@ def dub_entry(
         if entry.get("reason"):
             raise InputError(entry["job_id"], entry["reason"])
         if not overwrite and storage.exists(entry["output_uri"]):
+            storage.delete_prefix(parts_uri(entry["output_uri"]))  # left if a run died right after publishing
             return finished_row(entry, output_uri, storage, node_id)
         model_uri = entry["model_uri"]
         model = models.get(model_uri)
