@@ -9,7 +9,9 @@ manifest row and never raises: failures are rows with their reason.
 
 Idempotence: an output that exists is finished (outputs are only ever published whole), so a
 re-run returns its recorded row (``items/<job_id>.json``) without dubbing it again. A row whose
-actor died mid-dub left no output and is simply dubbed again when Ray retries it.
+actor died mid-dub left no output; when Ray retries it (or the job is rerun) a dub longer than
+``dub.segment_seconds`` resumes after its last stored segment (:mod:`stableface.inference.segmented`),
+a shorter one is dubbed again.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from stableface.face.face_tracks import Box, FaceSelection
 from stableface.inference.config import DubConfig
 from stableface.inference.inputs import load_speaker_model
 from stableface.inference.pipeline import dub_files
+from stableface.inference.segmented import parts_uri
 from stableface.inference.source import SourceTrack, model_key, prepare_source
 from stableface.io.storage import Storage, join
 from stableface.io.video import probe_video
@@ -48,7 +51,7 @@ RESULT_COLUMNS = (
     "job_id", "status", "reason", "resumed", "speaker", "model_uri", "model_version", "video_uri",
     "face", "audio_uri", "output_uri", "video_duration_s", "audio_duration_s", "output_duration_s",
     "output_frames", "fps", "width", "height", "pingpong", "frames_dubbed", "frames_passed_through",
-    "segments", "warning", "msi_lip", "msi_jaw", "msi_status",
+    "segments", "resumed_segments", "warning", "msi_lip", "msi_jaw", "msi_status",
     "lipsync_confidence", "lipsync_offset_frames", "lipsync_offset_ms", "lipsync_status",
     "watermark_payload", "watermark_dub_id", "credentials", "source_sha256", "speech_sha256",
     "seconds", "realtime_factor", "stage_seconds", "node_id", "worker_pid",
@@ -226,6 +229,7 @@ def dub_entry(
         if entry.get("reason"):
             raise InputError(entry["job_id"], entry["reason"])
         if not overwrite and storage.exists(entry["output_uri"]):
+            storage.delete_prefix(parts_uri(entry["output_uri"]))  # left if a run died right after publishing
             return finished_row(entry, output_uri, storage, node_id)
         model_uri = entry["model_uri"]
         model = models.get(model_uri)
@@ -247,13 +251,14 @@ def dub_entry(
             result = dub_files(
                 model, video_path, audio_path, output_path, config, track,
                 video_uri=entry["video_uri"], audio_uri=entry["audio_uri"], model_uri=model_uri,
-                storage=storage,
+                storage=storage, parts=parts_uri(entry["output_uri"]),
             )  # fmt: skip
             scores = (
                 scorer(output_path, entry["output_uri"], dubbed_face_box(track, model))
                 if scorer
                 else OutputScore()
             )
+        storage.delete_prefix(parts_uri(entry["output_uri"]))  # the output is published: its segments go
         seconds = time.monotonic() - started
         row.update(result.to_row())
         row.update(

@@ -167,3 +167,19 @@ class DubConfig:
     composite: CompositeConfig = field(default_factory=CompositeConfig)
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
+    # A dub longer than this is encoded in segments of this length, each stored as it finishes, so a
+    # rerun after a killed worker resumes from the last finished one (stableface.inference.segmented).
+    # None: one pass, and an interrupted dub starts over.
+    segment_seconds: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        if self.segment_seconds is not None and not self.segment_seconds > 0:
+            raise InputError(
+                "dub.segment_seconds", f"must be > 0 seconds (or null), got {self.segment_seconds}"
+            )
+
+    def segment_frames(self, fps: float) -> int | None:
+        """Output frames per segment at ``fps`` (None: not segmented)."""
+        if self.segment_seconds is None:
+            return None
+        return max(1, round(self.segment_seconds * fps))

@@ -23,11 +23,12 @@ track's samples (192 KB per second at 48 kHz; ``encode.audio_rate``) and the log
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,13 @@ from stableface.inference.faces import (
 )
 from stableface.inference.inputs import check_speaker_model, load_speech
 from stableface.inference.render import apply_smoothing, resolve_device, to_model_range, to_pixels
+from stableface.inference.segmented import (
+    SegmentRecord,
+    SegmentStore,
+    dub_fingerprint,
+    parts_uri,
+    write_segmented,
+)
 from stableface.inference.segments import OutputRuns, output_runs, source_dub_weights
 from stableface.inference.source import SourceTrack, identity_warning, prepare_source
 from stableface.inference.speech import audio_windows
@@ -118,6 +126,8 @@ class DubResult:
     frames_dubbed: int = 0  # output frames showing the speaker's face dubbed (inside face segments)
     frames_passed_through: int = 0  # output frames left as the source's own (cutaways, no face)
     segments: int = 0  # face segments on the output timeline (dubbed runs, split at cutaways and shot cuts)
+    resumed_segments: int = 0  # output segments an interrupted earlier run had finished (not redone)
+    encoded_segments: int = 1  # output segments encoded by this run (1: the whole in one pass)
     identity_warning: str = ""  # set when the source was too short to verify the speaker's face
     watermark: Payload | None = None  # the invisible watermark's payload (None: switched off)
     credentials: SigningStatus = SigningStatus.UNSIGNED  # the embedded C2PA manifest, if any
@@ -149,6 +159,7 @@ class DubResult:
             "frames_dubbed": self.frames_dubbed,
             "frames_passed_through": self.frames_passed_through,
             "segments": self.segments,
+            "resumed_segments": self.resumed_segments,
             "warning": self.warning,
             "watermark_payload": self.watermark.describe() if self.watermark else "none",
             "watermark_dub_id": f"{self.watermark.dub_id:04x}" if self.watermark else "",
@@ -178,7 +189,9 @@ def dub(
     prepared here). ``stages`` replaces the local networks (a server passes remote calls). ``dub_id``
     is the watermark's per-dub id (default: derived from the model version and the two inputs'
     hashes, so the same dub made again is the same file). Bad inputs raise
-    :class:`~stableface.errors.InputError` subclasses naming the URI.
+    :class:`~stableface.errors.InputError` subclasses naming the URI. A dub longer than
+    ``config.segment_seconds`` keeps its finished segments under :func:`parts_uri` until the output
+    is published, so a rerun after an interruption resumes (:mod:`stableface.inference.segmented`).
     """
     storage = storage or Storage()
     check_speaker_model(model, model_uri)
@@ -190,8 +203,9 @@ def dub(
         result = dub_files(
             model, video_path, audio_path, output_path, config, source,
             video_uri=video_uri, audio_uri=audio_uri, model_uri=model_uri, backend=backend, stages=stages,
-            dub_id=dub_id, storage=storage,
+            dub_id=dub_id, storage=storage, parts=parts_uri(output_uri),
         )  # fmt: skip
+    storage.delete_prefix(parts_uri(output_uri))
     result.output = output_uri
     return result
 
@@ -210,8 +224,14 @@ def dub_files(
     stages: NeuralStages | None = None,
     dub_id: int | None = None,
     storage: Storage | None = None,
+    parts: str | None = None,
+    on_segment: Callable[[int], None] | None = None,
 ) -> DubResult:
-    """:func:`dub` on local files (the output is written in place, not atomically)."""
+    """:func:`dub` on local files (the output is written in place, not atomically).
+
+    ``parts`` is where the segments of a dub longer than ``config.segment_seconds`` are stored in
+    ``storage`` as they finish (None: one pass, nothing stored); the caller deletes them once the
+    output is kept. ``on_segment(index)`` runs after each stored segment."""
     config = config or DubConfig()
     provenance = config.provenance
     started = time.perf_counter()
@@ -232,21 +252,48 @@ def dub_files(
     if (width, height) != (source.width, source.height):
         logger.warning("%s: odd frame size %dx%d padded to %dx%d for H.264", plan.video_uri, source.width,
                        source.height, width, height)  # fmt: skip
-    progress = Progress(f"dub {Path(str(plan.video_uri)).name}", total=plan.n_frames, unit="frames")
-    with VideoWriter(
-        output_path, fps=source.fps, width=width, height=height, audio=plan.track_audio,
-        audio_rate=config.encode.audio_rate, crf=config.encode.crf, preset=config.encode.preset,
-        metadata=provenance_tags(model, config.provenance), threads=config.encode.threads,
-    ) as writer:  # fmt: skip
-        for frame in plan.frames():
+    name = f"dub {Path(str(plan.video_uri)).name}"
+    metadata = provenance_tags(model, config.provenance)
+    open_writer = functools.partial(
+        VideoWriter, fps=source.fps, width=width, height=height, crf=config.encode.crf,
+        preset=config.encode.preset, threads=config.encode.threads,
+    )  # fmt: skip
+
+    def finished_frames(start: int) -> Iterator[np.ndarray]:
+        for frame in plan.frames(start):
             frame = _pad_even(frame, height, width)
             if marker is not None:
                 with timer("watermark"):
                     frame = marker.mark(frame)
-            with timer("encode"):
-                writer.write(frame)
-            progress.update(1)
-    progress.close()
+            yield frame
+
+    segment_frames = config.segment_frames(float(source.fps))
+    resumed_segments, encoded_segments = 0, 1
+    if parts is not None and segment_frames is not None and plan.n_frames > segment_frames:
+        record = SegmentRecord(
+            fingerprint=dub_fingerprint(
+                tool_version=__version__, model_version=model.version, source_sha256=source_sha256,
+                speech_sha256=speech_sha256, watermark=payload.describe() if payload else "none",
+                n_frames=plan.n_frames, size=(width, height), config=config,
+            ),
+            n_frames=plan.n_frames,
+            segment_frames=segment_frames,
+        )  # fmt: skip
+        run = write_segmented(
+            finished_frames, SegmentStore(storage or Storage(), parts, record), open_writer, Path(output_path),
+            plan.track_audio, config.encode.audio_rate, metadata, name, timer, on_segment,
+        )  # fmt: skip
+        resumed_segments, encoded_segments = run.resumed, run.encoded
+    else:
+        progress = Progress(name, total=plan.n_frames, unit="frames")
+        with open_writer(
+            output_path, audio=plan.track_audio, audio_rate=config.encode.audio_rate, metadata=metadata
+        ) as writer:
+            for frame in finished_frames(0):
+                with timer("encode"):
+                    writer.write(frame)
+                progress.update(1)
+        progress.close()
     with timer("provenance"):
         facts = DubFacts(
             tool=provenance.tool, tool_version=__version__, model_version=model.version, speaker=model.speaker,
@@ -273,6 +320,8 @@ def dub_files(
         frames_dubbed=frames_dubbed,
         frames_passed_through=plan.n_frames - frames_dubbed,
         segments=plan.runs.n_dubbed,
+        resumed_segments=resumed_segments,
+        encoded_segments=encoded_segments,
         identity_warning=identity_warning(source, config.inference),
         watermark=payload,
         credentials=credentials,
@@ -303,10 +352,11 @@ class DubPlan:
     renderer: _ChunkRenderer
     timer: StageTimer
 
-    def frames(self) -> Iterator[np.ndarray]:
-        """The composited, marked output frames (H, W, 3) uint8 in order, before any padding or encoding."""
+    def frames(self, start: int = 0) -> Iterator[np.ndarray]:
+        """The composited, marked output frames (H, W, 3) uint8 from ``start`` in order, before any
+        padding or encoding (the same frames whatever ``start``)."""
         with FrameSource(self.video_path, self.video_uri) as frames:
-            yield from self.renderer.frames(self.layout, frames)
+            yield from self.renderer.frames(self.layout, frames, start)
 
 
 def plan_dub(
@@ -427,10 +477,17 @@ class _ChunkRenderer:
         self.fusion = model.networks.config.renderer.audio_fusion
         self.texture = stages.texture  # None without warped_texture
 
-    def frames(self, layout: WindowLayout, frame_source: FrameSource) -> Iterator[np.ndarray]:
-        blender = WindowBlender(layout)
+    def frames(self, layout: WindowLayout, frame_source: FrameSource, start: int = 0) -> Iterator[np.ndarray]:
+        """Output frames ``start ..``: rendered from the chunk holding the first window that covers
+        ``start`` (so every chunk and batch is the one an uninterrupted run renders); the frames of
+        that chunk before ``start`` are dropped."""
         per_chunk = max(1, round(self.config.inference.chunk_frames / layout.stride))
-        for first, stop in chunk_windows(layout.n_windows, per_chunk):
+        chunks = chunk_windows(layout.n_windows, per_chunk)
+        first_chunk = (
+            layout.first_window_covering(start) // per_chunk if start < layout.n_frames else len(chunks)
+        )
+        blender = WindowBlender(layout, first_chunk * per_chunk)
+        for first, stop in chunks[first_chunk:]:
             span = (layout.start(first), layout.window(stop - 1)[1])
             inputs = self._inputs(span, layout, frame_source)
             self._render(layout, blender, first, stop, span, inputs)
@@ -438,7 +495,8 @@ class _ChunkRenderer:
             with self.timer("composite"):
                 finished = blender.pop_ready()
             for offset, generated in enumerate(finished):
-                yield self._composite(ready_start + offset, generated, span, inputs)
+                if ready_start + offset >= start:
+                    yield self._composite(ready_start + offset, generated, span, inputs)
             del inputs, finished  # this chunk's frames go before the next chunk's are decoded
 
     def _inputs(self, span: tuple[int, int], layout: WindowLayout, frame_source: FrameSource) -> dict:

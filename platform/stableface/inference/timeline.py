@@ -113,6 +113,12 @@ class WindowLayout:
         start, stop, _, _ = self._windows[index]
         return start, stop
 
+    def first_window_covering(self, frame: int) -> int:
+        """The first window that covers ``frame`` (windows before it end at or before ``frame``)."""
+        if not 0 <= frame < self.n_frames:
+            raise IndexError(f"frame {frame} of {self.n_frames}")
+        return next(index for index, window in enumerate(self._windows) if window[1] > frame)
+
     def run_labels(self, start: int, stop: int) -> np.ndarray:
         """(stop - start,) int64: the run of each frame ``start .. stop-1`` (0 for the first run)."""
         return np.searchsorted(np.asarray(self.boundaries, np.int64), np.arange(start, stop), side="right")
@@ -149,13 +155,15 @@ def blend_windows(layout: WindowLayout, outputs: list[np.ndarray]) -> np.ndarray
 class WindowBlender:
     """Streaming cross-fade: add windows in order, take frames once no later window covers them.
 
-    Holds only the frames of windows not yet final (at most about T of them).
+    Holds only the frames of windows not yet final (at most about T of them). Started at window
+    ``first_window`` > 0 (a resumed dub), the frames it hands out before the end of the window
+    before that one lack that window's share: the caller drops them.
     """
 
-    def __init__(self, layout: WindowLayout):
+    def __init__(self, layout: WindowLayout, first_window: int = 0):
         self.layout = layout
-        self.next_window = 0
-        self.next_frame = 0  # first frame not yet handed out
+        self.next_window = first_window
+        self.next_frame = layout.start(first_window) if first_window < layout.n_windows else layout.n_frames
         self._sums: dict[int, np.ndarray] = {}
         self._weights: dict[int, float] = {}
 

@@ -200,15 +200,7 @@ class VideoWriter:
         self.video_stream.pix_fmt = pix_fmt
         self.video_stream.thread_count = max(int(threads), 0)
         self.video_stream.options = {"crf": str(crf), "preset": preset}
-        self.audio_stream = None
-        self.audio = None
-        if audio is not None:
-            self.audio = np.asarray(audio, dtype=np.float32).reshape(-1)  # (S,) mono in [-1, 1]
-            self.audio_rate = int(audio_rate)
-            self.audio_stream = self.container.add_stream("aac", rate=self.audio_rate)
-            self.audio_stream.layout = "mono"
-            self.audio_stream.bit_rate = AUDIO_BITRATE
-            self._audio_sent = 0
+        self.audio = None if audio is None else _AudioTrack(self.container, audio, audio_rate)
         self.frames_written = 0
         self._closed = False
 
@@ -231,25 +223,8 @@ class VideoWriter:
         for packet in self.video_stream.encode(video_frame):
             self.container.mux(packet)
         self.frames_written += 1
-        if self.audio_stream is not None:
-            self._send_audio_until(self.frames_written / float(self.fps))
-
-    def _send_audio_until(self, seconds: float, final: bool = False) -> None:
-        import av
-
-        target = round(seconds * self.audio_rate)
-        while self._audio_sent + AUDIO_CHUNK_SAMPLES <= target or (final and self._audio_sent < target):
-            count = min(AUDIO_CHUNK_SAMPLES, target - self._audio_sent)
-            chunk = np.zeros(count, dtype=np.float32)  # silence past the end of the audio
-            available = self.audio[self._audio_sent : self._audio_sent + count]
-            chunk[: len(available)] = available
-            audio_frame = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
-            audio_frame.sample_rate = self.audio_rate
-            audio_frame.pts = self._audio_sent
-            audio_frame.time_base = Fraction(1, self.audio_rate)
-            for packet in self.audio_stream.encode(audio_frame):
-                self.container.mux(packet)
-            self._audio_sent += count
+        if self.audio is not None:
+            self.audio.send_until(self.frames_written / float(self.fps))
 
     def close(self) -> None:
         if self._closed:
@@ -258,9 +233,90 @@ class VideoWriter:
         try:
             for packet in self.video_stream.encode():
                 self.container.mux(packet)
-            if self.audio_stream is not None:
-                self._send_audio_until(self.frames_written / float(self.fps), final=True)
-                for packet in self.audio_stream.encode():
-                    self.container.mux(packet)
+            if self.audio is not None:
+                self.audio.finish(self.frames_written / float(self.fps))
         finally:
             self.container.close()
+
+
+class _AudioTrack:
+    """A mono AAC stream of ``container``, fed as the video advances and trimmed/padded with silence
+    to the video's length."""
+
+    def __init__(self, container, audio: np.ndarray, rate: int):
+        self.container = container
+        self.samples = np.asarray(audio, dtype=np.float32).reshape(-1)  # (S,) mono in [-1, 1]
+        self.rate = int(rate)
+        self.stream = container.add_stream("aac", rate=self.rate)
+        self.stream.layout = "mono"
+        self.stream.bit_rate = AUDIO_BITRATE
+        self.sent = 0
+
+    def send_until(self, seconds: float, final: bool = False) -> None:
+        import av
+
+        target = round(seconds * self.rate)
+        while self.sent + AUDIO_CHUNK_SAMPLES <= target or (final and self.sent < target):
+            count = min(AUDIO_CHUNK_SAMPLES, target - self.sent)
+            chunk = np.zeros(count, dtype=np.float32)  # silence past the end of the audio
+            available = self.samples[self.sent : self.sent + count]
+            chunk[: len(available)] = available
+            audio_frame = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+            audio_frame.sample_rate = self.rate
+            audio_frame.pts = self.sent
+            audio_frame.time_base = Fraction(1, self.rate)
+            for packet in self.stream.encode(audio_frame):
+                self.container.mux(packet)
+            self.sent += count
+
+    def finish(self, seconds: float) -> None:
+        self.send_until(seconds, final=True)
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+
+
+def join_videos(
+    parts: list[str | Path],
+    path: str | Path,
+    audio: np.ndarray | None = None,
+    audio_rate: int = 16_000,
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Concatenate H.264 mp4 ``parts`` (video only, one fps and size, each opening on a keyframe as
+    every :class:`VideoWriter` file does) into one mp4 at ``path`` without re-encoding: the packets
+    are copied, so every frame decodes exactly as in its part. ``audio`` is encoded as one AAC track
+    over the whole (no gap or click at the joins), as :class:`VideoWriter` does. Returns the frame count.
+    """
+    import av
+
+    container = av.open(str(path), mode="w", format="mp4")
+    try:
+        for key, value in (metadata or {}).items():
+            container.metadata[key] = str(value)
+        stream, track, frames, fps = None, None, 0, None
+        for part in parts:
+            with open_container(part) as source:
+                video = source.streams.video[0]
+                if stream is None:
+                    stream = container.add_stream_from_template(video)
+                    fps = Fraction(video.average_rate)
+                    track = None if audio is None else _AudioTrack(container, audio, audio_rate)
+                ticks_per_frame = round(1 / (fps * video.time_base))
+                offset = frames * ticks_per_frame  # the packets' times move by the frames before them
+                count = 0
+                for packet in source.demux(video):
+                    if packet.dts is None:  # the demuxer's end-of-stream marker
+                        continue
+                    packet.pts += offset
+                    packet.dts += offset
+                    packet.stream = stream
+                    container.mux(packet)
+                    count += 1
+                    if track is not None:
+                        track.send_until((frames + count) / float(fps))
+                frames += count
+        if track is not None:
+            track.finish(frames / float(fps))
+    finally:
+        container.close()
+    return frames

@@ -11,8 +11,9 @@ MediaPipe tracker for scoring. Every row is dubbed by :func:`stableface.inferenc
 - outputs are published atomically (``Storage.writable_local``): never half-written;
 - an existing output is finished work: a re-run returns its recorded row without dubbing;
 - a crashed actor is restarted and the rows it held are retried (``max_restarts`` /
-  ``max_task_retries``); a retried row that had not been published is dubbed again, one that had is
-  found finished, so every row ends done exactly once. A row that kills its actor on every retry
+  ``max_task_retries``); a retried row that had not been published is dubbed again (a long one
+  from its last stored segment, ``dub.segment_seconds``), one that had is found finished, so every
+  row ends done exactly once. A row that kills its actor on every retry
   becomes a failed row, and the job goes on.
 
 Outputs under ``cfg.output_uri``: ``manifest.parquet``/``manifest.csv`` (one row per catalog row:
