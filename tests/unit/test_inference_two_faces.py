@@ -217,3 +217,40 @@ def test_the_catalog_face_column_reaches_the_dub_and_a_malformed_one_fails_its_r
     assert (second["status"], second["face"], second["reason"]) == ("ok", "2", "")
     assert second["frames_dubbed"] == second["output_frames"] == 50 and second["warning"] == ""
     assert (tmp_path / "out" / "videos" / "second.mp4").is_file()
+
+
+def test_the_review_scores_the_source_on_the_dubbed_face(
+    model, two_faces, speech, untrained_speaker_model, tmp_path
+):
+    from stableface.face.landmarks import MediaPipeBackend
+    from stableface.metrics import MetricsConfig
+    from stableface.metrics.video import score_video
+    from stableface.report.review import review_row
+
+    path = str(two_faces["path"])
+    storage, output = Storage(), str(tmp_path / "out")
+    entry = {"job_id": "second", "model_uri": untrained_speaker_model, "video_uri": path, "audio_uri": speech,
+             "face": "2"}  # fmt: skip
+    catalog = tmp_path / "catalog.csv"
+    pd.DataFrame([entry]).to_csv(catalog, index=False)
+    (entry,) = read_dub_catalog(str(catalog), None, output, storage)
+    row = dub_entry(entry, DubConfig(), output, storage, ModelCache(storage))
+    grid_box = Box(*row["face_box"])
+    assert row["status"] == "ok" and grid_box.x0 > two_faces["grid_x0"]
+    x, y = VOX_FACE
+    vox_box = Box(x - 50, y - 50, x + 50, y + 50)
+    config = MetricsConfig(lipsync=False, cpbd=False)
+    backend = MediaPipeBackend(max_faces=4)
+    for job_id, box in (("on_grid", grid_box), ("on_vox", vox_box)):
+        review = review_row(
+            {**row, "job_id": job_id, "face_box": [box.x0, box.y0, box.x1, box.y1]},
+            output,
+            storage,
+            config,
+            backend,
+        )
+        direct = score_video(path, config, backend, face=box)
+        assert review["source_msi_lip"] == pytest.approx(direct.msi_lip), job_id
+    grid_score = score_video(path, config, backend, face=grid_box).msi_lip
+    vox_score = score_video(path, config, backend, face=vox_box).msi_lip
+    assert grid_score != pytest.approx(vox_score, rel=0.05)  # the two reviews scored different mouths

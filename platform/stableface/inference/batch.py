@@ -49,7 +49,7 @@ COLUMN_ALIASES = {
 }
 RESULT_COLUMNS = (
     "job_id", "status", "reason", "resumed", "speaker", "model_uri", "model_version", "video_uri",
-    "face", "audio_uri", "output_uri", "video_duration_s", "audio_duration_s", "output_duration_s",
+    "face", "face_box", "audio_uri", "output_uri", "video_duration_s", "audio_duration_s", "output_duration_s",
     "output_frames", "fps", "width", "height", "pingpong", "frames_dubbed", "frames_passed_through",
     "segments", "resumed_segments", "warning", "msi_lip", "msi_jaw", "msi_status",
     "lipsync_confidence", "lipsync_offset_frames", "lipsync_offset_ms", "lipsync_status",
@@ -253,11 +253,8 @@ def dub_entry(
                 video_uri=entry["video_uri"], audio_uri=entry["audio_uri"], model_uri=model_uri,
                 storage=storage, parts=parts_uri(entry["output_uri"]),
             )  # fmt: skip
-            scores = (
-                scorer(output_path, entry["output_uri"], dubbed_face_box(track, model))
-                if scorer
-                else OutputScore()
-            )
+            face_box = dubbed_face_box(track, model)
+            scores = scorer(output_path, entry["output_uri"], face_box) if scorer else OutputScore()
         storage.delete_prefix(parts_uri(entry["output_uri"]))  # the output is published: its segments go
         seconds = time.monotonic() - started
         row.update(result.to_row())
@@ -265,6 +262,7 @@ def dub_entry(
             status=RowStatus.OK,
             reason="",
             speaker=model.speaker,
+            face_box=[face_box.x0, face_box.y0, face_box.x1, face_box.y1],  # the dubbed face, frame px
             **scores.to_row(),
             seconds=round(seconds, 2),
             realtime_factor=round(seconds / max(result.output_duration_s, 1e-9), 3),

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from stableface.face.face_tracks import Box
 from stableface.face.landmarks import LandmarkBackend
 from stableface.io.storage import Storage, join
 from stableface.io.video import iter_frames, probe_video
@@ -113,16 +114,24 @@ def mouth_strip(path: str, box: CropBox, n_frames: int) -> np.ndarray:
 
 
 def review_pictures(
-    source_path: str, dub_path: str, metrics: MetricsConfig, backend: LandmarkBackend, source_name: str
+    source_path: str,
+    dub_path: str,
+    metrics: MetricsConfig,
+    backend: LandmarkBackend,
+    source_name: str,
+    face: Box | None = None,
 ) -> ReviewPictures:
     """Score the source (MSI, slice, landmarks) and draw the slice pair and mouth strips of both videos.
 
     The dub's slice and mouths are cut at the source's crop box: the dub keeps the source's framing,
-    so the same pixels are compared.
+    so the same pixels are compared. ``face``: the dubbed face's box, so that with several people on
+    screen both videos are scored on that face (if ``backend`` tracks several).
     """
     sliced = replace(metrics, slice_image=True)
-    source = score_video(source_path, sliced, backend=backend, keep_landmarks=True, name=source_name)
-    dub = score_video(dub_path, sliced, backend=backend)
+    source = score_video(
+        source_path, sliced, backend=backend, keep_landmarks=True, name=source_name, face=face
+    )
+    dub = score_video(dub_path, sliced, backend=backend, face=face)
     slices = None
     if source.slice_image is not None and dub.slice_image is not None:
         pair = _stack(source.slice_image, dub.slice_image)  # (2 x height + gap, T, 3)
@@ -159,7 +168,10 @@ def review_row(
         storage.local_copy(row["video_uri"]) as source_path,
         storage.local_copy(row["output_uri"]) as dub_path,
     ):
-        pictures = review_pictures(str(source_path), str(dub_path), metrics, backend, str(row["video_uri"]))
+        face = Box(*row["face_box"]) if row.get("face_box") else None
+        pictures = review_pictures(
+            str(source_path), str(dub_path), metrics, backend, str(row["video_uri"]), face
+        )
     source = pictures.source
     columns: dict[str, Any] = {
         "source_msi_lip": source.msi_lip,
