@@ -275,7 +275,7 @@ def create_api(config: ServeConfig, backend: DubBackend, api_key: str | None = N
         )
         try:
             reply = await asyncio.wait_for(backend.dub(request), timeout=limits.request_timeout_s)
-        except asyncio.TimeoutError as error:
+        except TimeoutError as error:
             raise ApiError(504, f"dub: not finished within {limits.request_timeout_s:g} s") from error
         headers = {f"X-StableFace-{key}": str(value) for key, value in reply.facts.items()}
         headers["Content-Disposition"] = f'inline; filename="{speaker}-{source_id}.mp4"'

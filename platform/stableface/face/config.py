@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from stableface.face.segments import DEFAULT_MAX_GAP_FRAMES
 
 
-class ExpressionBasis(str, Enum):
+class ExpressionBasis(StrEnum):
     """Where a dataset's expression basis (face_model.npz) comes from (``preprocess``)."""
 
     packaged = "packaged"  # the pretrained stage 1's (stableface/pretrained/face_model.npz)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
@@ -98,7 +98,7 @@ class TrackLinker:
         return ids
 
 
-class SelectionKind(str, Enum):
+class SelectionKind(StrEnum):
     auto = "auto"  # the face that matches the speaker model
     index = "index"  # the N-th face from the left (1 = leftmost)
     point = "point"  # the face whose box contains a point, in source pixels

@@ -19,7 +19,7 @@ from stableface.status import RowStatus
 MSI_METRICS = ("msi_lip", "msi_jaw")
 
 
-class Departure(str, enum.Enum):
+class Departure(enum.StrEnum):
     """Which way a video's MSI departs from its reference's by more than the configured factor."""
 
     WITHIN = "within"  # within the factor either way

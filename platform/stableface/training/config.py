@@ -12,12 +12,12 @@ lr 1e-4 for the renderer and 1e-6 for the smoothing). The discriminator trains t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from stableface.errors import InputError
 
 
-class Stage1Init(str, Enum):
+class Stage1Init(StrEnum):
     """Where stage 1 starts (see :mod:`stableface.training.pretrained`)."""
 
     scratch = "scratch"  # random weights
