@@ -15,7 +15,8 @@ corner gone, CRF 23); the first 2 s cut (CRF 23). A "combined" attack (all four,
 reported apart. Detection counts only with the exact payload. False positives: every real video in
 ``../shared/data`` (GRID, VoxCeleb2, HD). Cost: the ``watermark`` stage's share of each dub's time (one
 run), and the first dub made again alternately with the watermark off and on (side by side). PSNR: the first
-10 frames of every source marked vs unmarked.
+10 frames of every source marked vs unmarked, and the std of their luma difference in flat regions (the
+source's local std of luma over 9 x 9 px under 1.5 grey levels) and elsewhere.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ REENCODE_CRF = 30
 CROP_KEEP = (0.8, 0.75)  # height, width fractions kept from the top-left
 CUT_S = 2.0
 PSNR_FRAMES = 10
+FLAT_STD = 1.5  # grey levels: pixels whose source luma varies less than this locally are "flat"
+FLAT_WINDOW_PX = 9  # the local std's box: about two watermark cells
 SIDE_BY_SIDE_ROUNDS = 3
 VIDEO_SUFFIXES = (".mp4", ".mpg", ".mov", ".avi", ".mkv")
 
@@ -122,12 +125,39 @@ def _real_videos() -> list[Path]:
     return sorted(p for p in shared_data().rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
 
 
-def _psnr(sources: list[Path], payload, config) -> list[float]:
+def _local_std(luma: np.ndarray) -> np.ndarray:
+    import cv2
+
+    window = (FLAT_WINDOW_PX, FLAT_WINDOW_PX)
+    mean = cv2.blur(luma, window, borderType=cv2.BORDER_REFLECT)
+    return np.sqrt(np.maximum(cv2.blur(luma * luma, window, borderType=cv2.BORDER_REFLECT) - mean**2, 0.0))
+
+
+def _fidelity(sources: list[Path], payload, config) -> dict[str, Any]:
+    """PSNR of marked vs unmarked frames, and the std of their luma difference in flat and other regions."""
     from stableface.io.video import read_frames
-    from stableface.provenance.watermark import Watermarker, psnr
+    from stableface.provenance.watermark import LUMA, Watermarker, psnr
 
     marker = Watermarker(payload, config)
-    return [psnr(marker.mark(f), f) for video in sources for f in read_frames(video, max_frames=PSNR_FRAMES)]
+    values, flat, textured = [], [], []
+    for video in sources:
+        for frame in read_frames(video, max_frames=PSNR_FRAMES):
+            marked = marker.mark(frame)
+            values.append(psnr(marked, frame))
+            luma = frame.astype(np.float64) @ LUMA.astype(np.float64)
+            change = marked.astype(np.float64) @ LUMA.astype(np.float64) - luma
+            is_flat = _local_std(luma.astype(np.float32)) < FLAT_STD
+            flat.append(change[is_flat])
+            textured.append(change[~is_flat])
+    flat_change, textured_change = np.concatenate(flat), np.concatenate(textured)
+    return {
+        "psnr_db (min, median)": (round(min(values), 2), round(float(np.median(values)), 2)),
+        f"flat_pixel_share (local std < {FLAT_STD})": round(
+            flat_change.size / (flat_change.size + textured_change.size), 3
+        ),
+        "luma_change_std_flat": round(float(flat_change.std()), 3),
+        "luma_change_std_textured": round(float(textured_change.std()), 3),
+    }
 
 
 def _side_by_side(model, cases, folder: Path, rounds: int) -> dict[str, Any]:
@@ -229,7 +259,8 @@ def run(quick: bool) -> dict:
         )
         figures["detection_seconds_per_real_video"] = round((time.perf_counter() - started) / len(real), 2)
 
-        values = _psnr([video for _, video, _ in plan], Payload.for_dub(model.version, 0), watermark)
-        figures["psnr_db (min, median)"] = (round(min(values), 2), round(float(np.median(values)), 2))
+        figures.update(
+            _fidelity([video for _, video, _ in plan], Payload.for_dub(model.version, 0), watermark)
+        )
         figures.update(_side_by_side(model, [plan[0]], folder, 1 if quick else SIDE_BY_SIDE_ROUNDS))
     return figures
