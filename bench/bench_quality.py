@@ -159,7 +159,7 @@ def run(
                                          "overwrite=true", *overrides]))  # fmt: skip
     finally:
         ray.shutdown()
-    summary = json.loads((Path(result["models"][SPEAKER]["model_uri"]) / "summary.json").read_text())
+    summary = json.loads((Path(result.models[SPEAKER].model_uri) / "summary.json").read_text())
     heldout = summary["heldout"]
     step_flags = [f"schedule.stage2.max_steps={steps}", "schedule.stage2.max_minutes=null"] if steps else []
     flags = "".join(f" --set {o}" for o in overrides if o not in step_flags)

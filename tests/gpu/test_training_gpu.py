@@ -43,4 +43,4 @@ def test_a_one_gpu_ray_train_run_uses_nccl_and_finishes(ray_local, grid_dataset,
     cfg = compose("train", [f"dataset_uri={grid_dataset}", f"output_uri={tmp_path}", "speaker=s1", "model=tiny",
                             "schedule=tiny", "scaling.num_workers=1", "scaling.use_gpu=true"])  # fmt: skip
     result = run(cfg)
-    assert SpeakerModel.load(result["models"]["s1"]["model_uri"]).speaker == "s1"
+    assert SpeakerModel.load(result.models["s1"].model_uri).speaker == "s1"

@@ -116,7 +116,7 @@ def test_preprocess_train_dub_audit_on_two_nodes_with_everything_on_s3(
         compose("train", [f"dataset_uri={dataset}", f"output_uri={models}", *TINY_TRAINING,
                           "scaling.placement_strategy=STRICT_SPREAD", *common])
     )  # fmt: skip
-    model_uri = trained["models"]["s1"]["model_uri"]
+    model_uri = trained.models["s1"].model_uri
     assert model_uri == f"{models}/s1"
     model = SpeakerModel.load(model_uri, storage)
     assert model.speaker == "s1" and model.metadata["training_summary"]["heldout"]

@@ -79,8 +79,8 @@ def ddp_run(ray_local, grid_dataset, tmp_path_factory):
 def test_two_worker_ddp_run_trains_both_stages_and_exports_a_model(ddp_run, grid_dataset):
     cfg, result = ddp_run
     storage, layout = Storage(), DatasetLayout(grid_dataset)
-    run_uri = result["run_uri"]
-    model_uri = result["models"]["s1"]["model_uri"]
+    run_uri = result.run_uri
+    model_uri = result.models["s1"].model_uri
     assert model_uri == join(cfg.output_uri, "s1")
 
     # Each rank trained on its own shard: disjoint apart from the sampler's padding, together all.
@@ -204,7 +204,5 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(ddp_run, grid_dataset,
     every = cfg.schedule.log_every
     assert before == list(range(every, before[-1] + 1, every)) and before[-1] >= resumed_at
     assert after[0] == resumed_at + every, f"resumed rows start at {after[0]}, not after step {resumed_at}"
-    final = SpeakerModel.load(result["models"]["s1"]["model_uri"]).metadata["training_summary"]["stage2"][
-        "steps"
-    ]
+    final = SpeakerModel.load(result.models["s1"].model_uri).metadata["training_summary"]["stage2"]["steps"]
     assert after[-1] == final > resumed_at

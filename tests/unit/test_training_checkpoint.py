@@ -26,6 +26,7 @@ from stableface.models import (
     compose_model_config,
 )
 from stableface.training.checkpointing import TrainingState, load_state, save_state
+from stableface.training.config import TrainStage
 from stableface.training.data import load_face_model, stage1_dataset, stage2_dataset
 from stableface.training.loop import Callbacks, WorkerContext
 from stableface.training.stage1 import train_stage1
@@ -91,7 +92,7 @@ def test_stage2_state_round_trips_and_training_continues_identically(grid_datase
         original.train_step(batch)
         original.step += 1
     state = TrainingState(
-        "stage2", original.state_dict(), to_dict(model_config), to_dict(job), {"speaker": "s1"}
+        TrainStage.STAGE2, original.state_dict(), to_dict(model_config), to_dict(job), {"speaker": "s1"}
     )
     save_state(str(tmp_path / "state.pt"), state)
 
@@ -100,7 +101,7 @@ def test_stage2_state_round_trips_and_training_continues_identically(grid_datase
     restored.joint_from_step = 2
     restored.load_state_dict(loaded.trainer)
 
-    assert loaded.stage == "stage2" and loaded.step == 3 and loaded.extra == {"speaker": "s1"}
+    assert loaded.stage is TrainStage.STAGE2 and loaded.step == 3 and loaded.extra == {"speaker": "s1"}
     assert loaded.model_config == to_dict(model_config)
     _assert_same_tensors(restored.state_dict(), original.state_dict(), "state")
     expected, got = original.train_step(batch), restored.train_step(batch)
@@ -161,7 +162,9 @@ def test_a_previous_run_of_another_model_is_refused_naming_the_key_before_it_res
         ("checkpoint_2026-01-01_00-00-00.0", tiny),
         ("checkpoint_2026-01-02_00-00-00.0", cpu),
     ):
-        save_state(str(run_dir / name / "state.pt"), TrainingState("stage1", {"step": 1}, to_dict(config)))
+        save_state(
+            str(run_dir / name / "state.pt"), TrainingState(TrainStage.STAGE1, {"step": 1}, to_dict(config))
+        )
     with pytest.raises(InputError, match="different model config") as refused:
         check_previous_run(Storage(), str(run_dir), plan)
     assert "model.renderer.image_size: 128 in the run, 32 now" in str(refused.value)

@@ -10,7 +10,7 @@ import torch
 from stableface.config import compose
 from stableface.errors import InputError
 from stableface.models import available_presets, build_models, count_parameters
-from stableface.training.config import stage2_length
+from stableface.training.config import TrainStage, stage2_length
 from stableface.training.pipeline import erosion_of, model_config_of, plan_run
 
 SCHEDULES = available_presets("schedule")
@@ -80,6 +80,26 @@ def test_a_run_that_cannot_work_is_refused_before_training(grid_dataset, overrid
     cfg = compose("train", [f"dataset_uri={grid_dataset}", "model=tiny", *overrides])
     with pytest.raises(InputError, match=message):
         plan_run(cfg, Storage())
+
+
+@pytest.mark.parametrize(
+    ("stage", "stages"),
+    [
+        ("1", (TrainStage.STAGE1,)),
+        ("2", (TrainStage.STAGE2,)),
+        ("all", (TrainStage.STAGE1, TrainStage.STAGE2)),
+    ],
+)
+def test_the_stage_selection_plans_those_stages_in_running_order(grid_dataset, stage, stages):
+    from stableface.io.storage import Storage
+
+    plan = plan_run(
+        compose("train", [f"dataset_uri={grid_dataset}", "model=tiny", f"stage={stage}"]), Storage()
+    )
+    assert plan.stages == stages
+    assert plan.run_dir(TrainStage.STAGE2, "s1").endswith("/stage2-s1") and plan.run_dir(
+        TrainStage.STAGE1
+    ).endswith("/stage1")
 
 
 def test_a_folder_that_is_not_a_dataset_is_refused(tmp_path):

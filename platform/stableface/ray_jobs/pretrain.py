@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from stableface.models.networks import build_audio2expression
 from stableface.pretrained import FACE_MODEL_FILE, MODEL_CARD_FILE, STAGE1_FILE, packaged_dir
 from stableface.ray_jobs import train
 from stableface.status import RowStatus
+from stableface.training.config import StageSelection, TrainStage
+from stableface.training.driver import TrainResult
 from stableface.training.pipeline import EVAL_DIR, EVAL_SUMMARY
 
 logger = logging.getLogger(__name__)
@@ -103,15 +106,25 @@ def model_card(cfg: PretrainJobConfig, manifest: dict[str, Any], checkpoint_extr
     return "\n".join(lines)
 
 
-def publish(cfg: PretrainJobConfig, storage: Storage, result: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PublishedStage1:
+    """A pretrain run and the files it published."""
+
+    training: TrainResult
+    publish_dir: str
+    size_bytes: int  # of the audio2expression checkpoint
+    heldout: dict[str, Any]  # the held-out figures per group, as in the model card
+
+
+def publish(cfg: PretrainJobConfig, storage: Storage, result: TrainResult) -> PublishedStage1:
     """Write the checkpoint (with the held-out figures), the basis and the card into ``publish_dir``."""
     target = Path(cfg.publish_dir) if cfg.publish_dir else packaged_dir()
     target.mkdir(parents=True, exist_ok=True)
     layout = DatasetLayout(cfg.dataset_uri)
-    checkpoint = read_checkpoint(result["audio2expression_uri"], storage)
+    checkpoint = read_checkpoint(result.audio2expression_uri, storage)
     network = build_audio2expression(checkpoint.config)
     network.load_state_dict(checkpoint.state_dicts["audio2expression"])
-    heldout_uri = join(result["run_uri"], "stage1", "logs", EVAL_DIR, EVAL_SUMMARY)
+    heldout_uri = join(result.run_uri, TrainStage.STAGE1, "logs", EVAL_DIR, EVAL_SUMMARY)
     heldout = storage.read_json(heldout_uri) if storage.exists(heldout_uri) else {}
     extra = {**checkpoint.extra, "heldout": heldout.get("groups", {}), "dataset_uri": cfg.dataset_uri}
     # Half precision would halve the file; the weights stay fp32 so fine-tuning starts exactly here.
@@ -121,11 +134,10 @@ def publish(cfg: PretrainJobConfig, storage: Storage, result: dict[str, Any]) ->
     size = (target / STAGE1_FILE).stat().st_size
     (target / MODEL_CARD_FILE).write_text(model_card(cfg, manifest, checkpoint.extra, heldout, size), "utf-8")
     logger.info("published the pretrained stage 1 to %s (%.1f MB)", target, size / 1e6)
-    return {"publish_dir": str(target), "size_bytes": size, "heldout": heldout.get("groups", {})}
+    return PublishedStage1(result, str(target), size, heldout.get("groups", {}))
 
 
-def run(cfg: PretrainJobConfig) -> dict[str, Any]:
-    if str(cfg.stage) != "1":
+def run(cfg: PretrainJobConfig) -> PublishedStage1:
+    if StageSelection.parse(cfg.stage) is not StageSelection.STAGE1:
         raise InputError("stage", f"pretrain trains stage 1 only, got stage={cfg.stage}")
-    result = train.run(cfg)
-    return {**result, **publish(cfg, Storage(cfg.storage), result)}
+    return publish(cfg, Storage(cfg.storage), train.run(cfg))

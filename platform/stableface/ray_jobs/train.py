@@ -34,7 +34,7 @@ from stableface.io.storage import Storage, join
 from stableface.ray_jobs.runtime import ensure_ray, node_id
 from stableface.training.callbacks import RunCallbacks
 from stableface.training.checkpointing import STATE_FILE, TrainingState, load_state, write_state_dir
-from stableface.training.driver import StageFit, run_stage, train
+from stableface.training.driver import StageFit, TrainResult, run_stage, train
 from stableface.training.loop import Trainer, WorkerContext
 from stableface.training.pipeline import RunPlan
 from stableface.utils.logging import configure_logging
@@ -153,7 +153,7 @@ class RayTrain:
             return load_state(join(directory, STATE_FILE))
 
 
-def run(cfg: TrainJobConfig) -> dict[str, Any]:
+def run(cfg: TrainJobConfig) -> TrainResult:
     return train(
         with_absolute_uris(cfg), RayTrain()
     )  # absolute: Ray Train runs each worker in its own folder

@@ -18,6 +18,7 @@ import torch
 
 from stableface.errors import InputError
 from stableface.io.storage import Storage
+from stableface.training.config import TrainStage
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ STATE_VERSION = 1
 class TrainingState:
     """What a trainer needs to continue exactly where it stopped."""
 
-    stage: str  # "stage1" | "stage2"
+    stage: TrainStage
     trainer: dict[str, Any]  # Stage*Trainer.state_dict(): networks, optimisers, step, epoch, rng
     model_config: dict[str, Any]  # ModelConfig as a dict (stableface.config.to_dict)
     job_config: dict[str, Any] = field(default_factory=dict)  # the run's config, for provenance
@@ -44,7 +45,7 @@ class TrainingState:
         return {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
-            "stage": self.stage,
+            "stage": self.stage.value,  # a plain string: weights_only loading refuses enum objects
             "trainer": self.trainer,
             "model_config": self.model_config,
             "job_config": self.job_config,
@@ -72,7 +73,7 @@ def load_state(uri: str, storage: Storage | None = None) -> TrainingState:
     if payload.get("version") != STATE_VERSION:
         raise InputError(uri, f"training state version {payload.get('version')} is not {STATE_VERSION}")
     return TrainingState(
-        stage=payload["stage"],
+        stage=TrainStage(payload["stage"]),
         trainer=payload["trainer"],
         model_config=payload["model_config"],
         job_config=payload.get("job_config", {}),

@@ -17,6 +17,35 @@ from enum import StrEnum
 from stableface.errors import InputError
 
 
+class TrainStage(StrEnum):
+    """One of the two training stages; the value names its run folder, logs and checkpoints."""
+
+    STAGE1 = "stage1"  # audio2expression, over every stage-1 speaker
+    STAGE2 = "stage2"  # a speaker's renderer and adaptive smoothing
+
+
+class StageSelection(StrEnum):
+    """Which stages a train job runs: the job config's ``stage`` (``stage=1`` on the command line)."""
+
+    STAGE1 = "1"
+    STAGE2 = "2"
+    ALL = "all"
+
+    @classmethod
+    def parse(cls, value: object) -> StageSelection:
+        """``value`` (an int or a string, as Hydra gives it) as a selection, or an error naming it."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            raise InputError("stage", f"'{value}' is not one of {', '.join(cls)}") from None
+
+    @property
+    def stages(self) -> tuple[TrainStage, ...]:
+        if self is StageSelection.ALL:
+            return (TrainStage.STAGE1, TrainStage.STAGE2)
+        return (TrainStage.STAGE1,) if self is StageSelection.STAGE1 else (TrainStage.STAGE2,)
+
+
 class Stage1Init(StrEnum):
     """Where stage 1 starts (see :mod:`stableface.training.pretrained`)."""
 

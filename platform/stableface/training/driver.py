@@ -12,7 +12,6 @@ anywhere below it (``checkpoint/state.pt`` in process, ``checkpoint_<time>/state
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from stableface.errors import InputError, StorageNotFound
 from stableface.io.storage import Storage, join
 from stableface.training.callbacks import LocalCallbacks, RunCallbacks
 from stableface.training.checkpointing import STATE_FILE, TrainingState, load_state
-from stableface.training.config import Stage1Init
+from stableface.training.config import Stage1Init, TrainStage
 from stableface.training.loop import WorkerContext
 from stableface.training.pipeline import (
     CallbackFactory,
@@ -49,17 +48,31 @@ logger = logging.getLogger(__name__)
 LOCAL_CHECKPOINT_DIR = "checkpoint"
 
 
-class TrainStage(enum.StrEnum):
-    STAGE1 = "stage1"
-    STAGE2 = "stage2"
-
-
 @dataclass(frozen=True)
 class StageFit:
     """One stage to fit: stage 1 (all of ``plan.stage1_speakers``) or stage 2 of one speaker."""
 
     stage: TrainStage
     speaker: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """One exported speaker model of a run."""
+
+    model_uri: str
+    heldout: dict[str, Any]  # its held-out figures (training/evaluate.py), {} when nothing is held out
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a train job made: where its run and stage-1 result are, and each speaker model."""
+
+    run_uri: str
+    audio2expression_uri: str
+    stage1_heldout: dict[str, Any]  # per group (all, held-out speakers, each speaker); {} if not trained
+    models: dict[str, TrainedModel]  # by speaker; {} when only stage 1 ran
+    seconds: float
 
 
 # Runs a stage to its end, resuming from the checkpoints under ``plan.run_dir`` (already checked
@@ -129,17 +142,15 @@ def prepare_run_dir(cfg: TrainJobConfig, plan: RunPlan, storage: Storage, run_di
 
 
 # --------------------------------------------------------------------------------------- driver
-def train(cfg: TrainJobConfig, run_stage: StageRunner) -> dict[str, Any]:
-    """Train ``cfg``'s stages, each fitted by ``run_stage``; returns the run's URIs, the stage-1
-    held-out figures and, per speaker, the exported model's URI and held-out figures."""
+def train(cfg: TrainJobConfig, run_stage: StageRunner) -> TrainResult:
+    """Train ``cfg``'s stages, each fitted by ``run_stage``."""
     started = time.monotonic()
     storage = Storage(cfg.storage)
     plan = plan_run(cfg, storage)
-    stage = str(cfg.stage)
-    if stage == "2":
+    if TrainStage.STAGE1 not in plan.stages:
         load_audio2expression(plan.audio2expression_uri, plan.model_config, storage)  # fail before training
     logger.info(
-        "train %s: stage %s, speakers %s, runs in %s", cfg.dataset_uri, stage, ", ".join(plan.speakers),
+        "train %s: %s, speakers %s, runs in %s", cfg.dataset_uri, " and ".join(plan.stages), ", ".join(plan.speakers),
         plan.run_uri,
     )  # fmt: skip
 
@@ -149,7 +160,7 @@ def train(cfg: TrainJobConfig, run_stage: StageRunner) -> dict[str, Any]:
 
     timings: dict[str, float] = {}
     stage1_heldout: dict[str, Any] = {}
-    if stage in ("1", "all"):
+    if TrainStage.STAGE1 in plan.stages:
         stage_started = time.monotonic()
         if Stage1Init(cfg.schedule.stage1.init) is Stage1Init.reuse:
             reuse_stage1_result(cfg, plan, storage)
@@ -158,22 +169,22 @@ def train(cfg: TrainJobConfig, run_stage: StageRunner) -> dict[str, Any]:
             save_stage1_result(state, plan, storage)
         stage1_heldout = evaluate_stage1_result(cfg, plan, storage).get("groups", {})
         timings["stage1"] = round(time.monotonic() - stage_started, 1)
-    models: dict[str, Any] = {}
-    if stage in ("2", "all"):
+    models: dict[str, TrainedModel] = {}
+    if TrainStage.STAGE2 in plan.stages:
         for speaker in plan.speakers:
             stage_started = time.monotonic()
             state = fit(StageFit(TrainStage.STAGE2, speaker))
             summary = export_model(
                 cfg, plan, speaker, state, {**timings, "stage2": round(time.monotonic() - stage_started, 1)}
             )
-            models[speaker] = {"model_uri": plan.model_uri(speaker), "heldout": summary["heldout"]}
-    result = {
-        "run_uri": plan.run_uri,
-        "audio2expression_uri": plan.audio2expression_uri,
-        "stage1_heldout": stage1_heldout,
-        "models": models,
-        "seconds": round(time.monotonic() - started, 1),
-    }
+            models[speaker] = TrainedModel(plan.model_uri(speaker), summary["heldout"])
+    result = TrainResult(
+        run_uri=plan.run_uri,
+        audio2expression_uri=plan.audio2expression_uri,
+        stage1_heldout=stage1_heldout,
+        models=models,
+        seconds=round(time.monotonic() - started, 1),
+    )
     logger.info("train finished: %s", result)
     return result
 

@@ -47,7 +47,7 @@ from stableface.models.networks import (
 from stableface.speaker_model import MODEL_FILE
 from stableface.training.callbacks import RunCallbacks
 from stableface.training.checkpointing import TrainingState
-from stableface.training.config import Stage1Init, stage2_length
+from stableface.training.config import Stage1Init, StageSelection, TrainStage, stage2_length
 from stableface.training.data import (
     dataset_speakers,
     load_face_model,
@@ -77,8 +77,6 @@ from stableface.utils.serialise import from_dict, to_dict
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("1", "2", "all")
-STAGE1_RUN = "stage1"
 AUDIO2EXPRESSION_FILE = "audio2expression.pt"
 EVAL_DIR = "eval"
 EVAL_SUMMARY = "summary.json"
@@ -100,6 +98,7 @@ class RunPlan:
     erosion: ErosionConfig  # enabled = ablation.augmented_erosion
     audio2expression_uri: str
     model_name: str | None = None
+    stages: tuple[TrainStage, ...] = StageSelection.ALL.stages  # the job's ``stage``, in running order
 
     def model_dir_name(self, speaker: str) -> str:
         return self.model_name or speaker
@@ -107,13 +106,15 @@ class RunPlan:
     def model_uri(self, speaker: str) -> str:
         return join(self.output_uri, self.model_dir_name(speaker))
 
-    def run_name(self, stage: str, speaker: str | None = None) -> str:
-        return STAGE1_RUN if stage == "stage1" else f"stage2-{self.model_dir_name(speaker)}"
+    def run_name(self, stage: TrainStage, speaker: str | None = None) -> str:
+        if stage is TrainStage.STAGE1:
+            return TrainStage.STAGE1.value
+        return f"{TrainStage.STAGE2.value}-{self.model_dir_name(speaker)}"
 
-    def run_dir(self, stage: str, speaker: str | None = None) -> str:
+    def run_dir(self, stage: TrainStage, speaker: str | None = None) -> str:
         return join(self.run_uri, self.run_name(stage, speaker))
 
-    def logs_uri(self, stage: str, speaker: str | None = None) -> str:
+    def logs_uri(self, stage: TrainStage, speaker: str | None = None) -> str:
         return join(self.run_dir(stage, speaker), "logs")
 
 
@@ -128,8 +129,7 @@ def erosion_of(cfg: TrainJobConfig) -> ErosionConfig:
 
 
 def plan_run(cfg: TrainJobConfig, storage: Storage) -> RunPlan:
-    if str(cfg.stage) not in STAGES:
-        raise InputError("stage", f"'{cfg.stage}' is not one of {', '.join(STAGES)}")
+    stages = StageSelection.parse(cfg.stage).stages
     layout = DatasetLayout(cfg.dataset_uri)
     available = dataset_speakers(storage, layout)
     speakers = [cfg.speaker] if cfg.speaker else available
@@ -159,6 +159,7 @@ def plan_run(cfg: TrainJobConfig, storage: Storage) -> RunPlan:
         output_uri=cfg.output_uri,
         speakers=speakers,
         stage1_speakers=stage1_speakers,
+        stages=stages,
         model_config=model_config,
         erosion=erosion_of(cfg),
         audio2expression_uri=cfg.audio2expression_uri or join(run_uri, AUDIO2EXPRESSION_FILE),
@@ -171,7 +172,7 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def _state_builder(stage: str, plan: RunPlan, cfg: TrainJobConfig, extra: dict[str, Any]):
+def _state_builder(stage: TrainStage, plan: RunPlan, cfg: TrainJobConfig, extra: dict[str, Any]):
     def make_state(trainer, metrics: dict[str, Any]) -> TrainingState:
         return TrainingState(
             stage=stage,
@@ -184,7 +185,9 @@ def _state_builder(stage: str, plan: RunPlan, cfg: TrainJobConfig, extra: dict[s
     return make_state
 
 
-def _announce(storage: Storage, logs_uri: str, stage: str, context: WorkerContext, start_step: int) -> int:
+def _announce(
+    storage: Storage, logs_uri: str, stage: TrainStage, context: WorkerContext, start_step: int
+) -> int:
     """Record this worker (and, on rank 0, this attempt); returns the attempt index (0 off rank 0)."""
     record_worker(storage, logs_uri, stage, context.rank, start_step, context.node)
     if context.is_main:
@@ -208,16 +211,16 @@ def run_stage1(
     face_model = load_face_model(storage, layout, plan.model_config)
     model = prepare(initial_audio2expression(cfg.schedule.stage1.init, plan.model_config, face_model))
     start_step = state.step if state else 0
-    logs_uri = plan.logs_uri("stage1")
-    attempt = _announce(storage, logs_uri, "stage1", context, start_step)
+    logs_uri = plan.logs_uri(TrainStage.STAGE1)
+    attempt = _announce(storage, logs_uri, TrainStage.STAGE1, context, start_step)
     callbacks = make_callbacks(
         logs_uri=logs_uri,
         storage=storage,
         context=context,
         schedule=cfg.schedule,
-        make_state=_state_builder("stage1", plan, cfg, {"speakers": plan.stage1_speakers}),
+        make_state=_state_builder(TrainStage.STAGE1, plan, cfg, {"speakers": plan.stage1_speakers}),
         item_id=dataset.item_id,
-        stage="stage1",
+        stage=TrainStage.STAGE1,
         start_step=start_step,
         attempt=attempt,
     )
@@ -284,7 +287,7 @@ def evaluate_stage1_result(cfg: TrainJobConfig, plan: RunPlan, storage: Storage)
     face_model = load_face_model(storage, layout, plan.model_config)
     summary, _ = evaluate_stage1(network, clips, face_model, storage, layout)
     summary["seconds"] = round(time.monotonic() - started, 1)
-    storage.write_json(join(plan.logs_uri("stage1"), EVAL_DIR, EVAL_SUMMARY), summary)
+    storage.write_json(join(plan.logs_uri(TrainStage.STAGE1), EVAL_DIR, EVAL_SUMMARY), summary)
     for group, means in summary["groups"].items():
         logger.info("stage 1 held-out %s: %s", group, {k: round(v, 3) for k, v in means.items()})
     return summary
@@ -340,17 +343,17 @@ def run_stage2(
     discriminator = prepare(build_discriminator(plan.model_config))
     generator_loss = build_generator_loss(cfg.loss, storage)
     start_step = state.step if state else 0
-    logs_uri = plan.logs_uri("stage2", speaker)
-    attempt = _announce(storage, logs_uri, "stage2", context, start_step)
+    logs_uri = plan.logs_uri(TrainStage.STAGE2, speaker)
+    attempt = _announce(storage, logs_uri, TrainStage.STAGE2, context, start_step)
     extra = {"speaker": speaker, "perceptual": generator_loss.perceptual_source}
     callbacks = make_callbacks(
         logs_uri=logs_uri,
         storage=storage,
         context=context,
         schedule=cfg.schedule,
-        make_state=_state_builder("stage2", plan, cfg, extra),
+        make_state=_state_builder(TrainStage.STAGE2, plan, cfg, extra),
         item_id=dataset.item_id,
-        stage="stage2",
+        stage=TrainStage.STAGE2,
         start_step=start_step,
         attempt=attempt,
     )
@@ -392,7 +395,7 @@ def evaluate_heldout(
         audio2expression.to(context.device), unwrap(smoothing), unwrap(renderer), context.device
     )
     window = stage2_length(cfg.schedule, plan.model_config.renderer.sequence_length)
-    eval_uri = join(plan.logs_uri("stage2", speaker), EVAL_DIR)
+    eval_uri = join(plan.logs_uri(TrainStage.STAGE2, speaker), EVAL_DIR)
     backend = MediaPipeBackend()
     rows = []
     try:
@@ -447,7 +450,7 @@ def export_model(
         plan.audio2expression_uri, plan.model_config, storage
     )
     modules = {"audio2expression": audio2expression.state_dict(), **state.trainer["modules"]}
-    eval_uri = join(plan.logs_uri("stage2", speaker), EVAL_DIR, EVAL_SUMMARY)
+    eval_uri = join(plan.logs_uri(TrainStage.STAGE2, speaker), EVAL_DIR, EVAL_SUMMARY)
     evaluation = storage.read_json(eval_uri) if storage.exists(eval_uri) else {}
     train_ids, heldout = speaker_split(storage, layout, speaker, cfg.schedule)
     audio, crop_size = dataset_settings(storage, layout)

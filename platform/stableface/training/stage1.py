@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stableface.training.config import Stage1Config, TrainConfig
+from stableface.training.config import Stage1Config, TrainConfig, TrainStage
 from stableface.training.loop import (
     Callbacks,
     NamedStateTrainer,
@@ -79,7 +79,7 @@ def mouth_loss(
 class Stage1Trainer(NamedStateTrainer):
     """Optimiser, counters and one training step for audio2expression (plain or DDP-wrapped)."""
 
-    stage = "stage1"
+    stage = TrainStage.STAGE1
 
     def __init__(
         self,

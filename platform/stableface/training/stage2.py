@@ -22,7 +22,7 @@ from torch import nn
 
 from stableface.losses.adversarial import discriminator_adversarial_loss
 from stableface.losses.generator import GeneratorLoss
-from stableface.training.config import Stage2Config, TrainConfig
+from stableface.training.config import Stage2Config, TrainConfig, TrainStage
 from stableface.training.loop import (
     Callbacks,
     NamedStateTrainer,
@@ -61,7 +61,7 @@ def tile_rows(rows: list[np.ndarray]) -> np.ndarray:
 class Stage2Trainer(NamedStateTrainer):
     """Optimisers, counters and one GAN training step for renderer, smoothing and discriminator."""
 
-    stage = "stage2"
+    stage = TrainStage.STAGE2
 
     def __init__(
         self,
