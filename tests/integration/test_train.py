@@ -176,7 +176,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(ddp_run, grid_dataset,
     _, first = ddp_run
     output = tmp_path / "models"
     cfg = _config(
-        grid_dataset, str(output), "stage=2", f"audio2expression_uri={first['audio2expression_uri']}",
+        grid_dataset, str(output), "stage=2", f"audio2expression_uri={first.audio2expression_uri}",
         "schedule.stage2.renderer_epochs=5", "schedule.stage2.joint_epochs=1", "schedule.sample_every=0",
         "max_failures=2",
     )  # fmt: skip
