@@ -10,8 +10,10 @@ audio at t + k, over the frames t where every offset has audio; D(k) = mean_t d_
 - ``confidence`` (nats): how much better than chance each frame's lips pick out the audio at that
   offset among the 2K + 1 candidates, averaged over frames. Per frame, p_t(k) = softmax over k of
   s * cos_t(k), with s the similarity scale the expert was trained with (``similarity_scale``), and
-  confidence = mean_t log p_t(offset) + log(2K + 1). 0 = chance; log(31) = 3.43 at most; speech that
-  is not the lips' (another clip's) scores below 0, since its frames prefer scattered offsets.
+  confidence = mean_t log p_t(offset) + log(2K + 1), over the frames whose audio at that offset
+  lies inside the track (the silence padded beyond its ends is no evidence either way). 0 = chance;
+  log(31) = 3.43 at most; speech that is not the lips' (another clip's) scores below 0, since its
+  frames prefer scattered offsets.
   It is log(2K + 1) minus the cross-entropy the expert was trained to minimise, so it is on the
   same scale for every clip, where the LSE-C margin median_k D(k) - min_k D(k) (kept as
   ``margin``) is not: a speaker the expert has not seen gives a shallow but consistent curve.
@@ -135,17 +137,24 @@ def distance_matrix(
     return torch.linalg.vector_norm(sound - lips[:, None, :], dim=-1).double().numpy()  # (F, 2K + 1)
 
 
-def score_from_distances(distances: np.ndarray, scale: float, fps: float) -> SyncScore:
-    """Offset, confidence and margin of (F, 2K + 1) unit-embedding distances, ``scale`` the
-    expert's similarity scale (formulas in the module docstring)."""
+def score_from_distances(
+    distances: np.ndarray, has_audio: np.ndarray, scale: float, fps: float
+) -> SyncScore:
+    """Offset, confidence and margin of (F, 2K + 1) unit-embedding distances (formulas in the
+    module docstring). ``has_audio`` (F, 2K + 1) bool: that candidate's audio lies inside the track;
+    ``scale``: the expert's similarity scale."""
     if distances.ndim != 2 or distances.shape[0] == 0 or distances.shape[1] % 2 == 0:
         raise ValueError(f"distances: expected (F > 0, 2K + 1), got {distances.shape}")
+    if has_audio.shape != distances.shape:
+        raise ValueError(f"has_audio: expected {distances.shape}, got {has_audio.shape}")
     curve = distances.mean(axis=0)  # (2K + 1,)
     best = int(np.argmin(curve))
     logits = scale * (1.0 - 0.5 * distances**2)  # (F, 2K + 1) scaled cosine similarities
     log_p = logits[:, best] - np.logaddexp.reduce(logits, axis=1)  # (F,)
+    # A clip shorter than the offset has no frame with audio there: then every frame counts.
+    judged = has_audio[:, best] if has_audio[:, best].any() else np.ones(len(log_p), bool)
     return SyncScore(
-        confidence=float(log_p.mean() + np.log(distances.shape[1])),
+        confidence=float(log_p[judged].mean() + np.log(distances.shape[1])),
         offset_frames=best - distances.shape[1] // 2,
         margin=float(np.median(curve) - curve[best]),
         min_distance=float(curve[best]),
@@ -214,7 +223,10 @@ class SyncExpert:
             raise InputError(
                 "video", f"only {used} face frames can be scored (a sync score needs {MIN_SCORED_FRAMES})"
             )
-        return score_from_distances(distance_matrix(visual, audio, spans_inside, shift), self.scale, fps)
+        partners = np.flatnonzero(spans_inside)[:, None] + np.arange(-shift, shift + 1)  # (F, 2K + 1)
+        has_audio = (partners >= 0) & (partners < len(visual))
+        distances = distance_matrix(visual, audio, spans_inside, shift)
+        return score_from_distances(distances, has_audio, self.scale, fps)
 
     def score_file(
         self,
