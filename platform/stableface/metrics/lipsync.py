@@ -137,9 +137,7 @@ def distance_matrix(
     return torch.linalg.vector_norm(sound - lips[:, None, :], dim=-1).double().numpy()  # (F, 2K + 1)
 
 
-def score_from_distances(
-    distances: np.ndarray, has_audio: np.ndarray, scale: float, fps: float
-) -> SyncScore:
+def score_from_distances(distances: np.ndarray, has_audio: np.ndarray, scale: float, fps: float) -> SyncScore:
     """Offset, confidence and margin of (F, 2K + 1) unit-embedding distances (formulas in the
     module docstring). ``has_audio`` (F, 2K + 1) bool: that candidate's audio lies inside the track;
     ``scale``: the expert's similarity scale."""

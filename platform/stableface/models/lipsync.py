@@ -33,7 +33,6 @@ from stableface.models.checks import check_shape
 from stableface.models.config import LIPSYNC_TEMPORAL_KERNEL as TEMPORAL_KERNEL
 from stableface.models.config import LipSyncConfig
 
-
 MAX_LOGIT_SCALE = math.log(100.0)  # the similarity scale is capped at 100, as CLIP's
 
 

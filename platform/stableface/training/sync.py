@@ -279,9 +279,7 @@ class SyncEvaluation:
             "speakers": len({c.split("/")[0] for c in self.clips}),
             "offset_within_1_frame": round(self.within_tolerance, 4),
             "auc_in_sync_vs_mismatched": round(self.auc, 4),
-            "auc_in_sync_vs_every_other_clip": round(
-                roc_auc(in_sync, _confidences(self.every_mismatch)), 4
-            ),
+            "auc_in_sync_vs_every_other_clip": round(roc_auc(in_sync, _confidences(self.every_mismatch)), 4),
             # The LSE-C margin (median minus minimum distance) that the confidence replaced.
             "auc_lse_c_margin": round(roc_auc(*margins), 4),
             "median_confidence_in_sync": round(float(np.median(in_sync)), 4),
@@ -320,4 +318,6 @@ def evaluate_sync(
             every_mismatch.append(score)
             if step == 1:
                 mismatched.append(score)
-    return SyncEvaluation([c.key for c in clips], list(shifts), estimates, in_sync, mismatched, every_mismatch)
+    return SyncEvaluation(
+        [c.key for c in clips], list(shifts), estimates, in_sync, mismatched, every_mismatch
+    )
