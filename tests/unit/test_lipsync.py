@@ -10,9 +10,9 @@ from stableface.errors import InputError
 from stableface.metrics.lipsync import (
     SyncExpert,
     default_weights,
-    distance_curve,
+    distance_matrix,
     lip_features,
-    score_from_curve,
+    score_from_distances,
     shift_audio,
 )
 from stableface.metrics.video import drift_message, flag_reasons
@@ -69,8 +69,7 @@ def test_the_shipped_weights_load_and_say_how_they_were_made():
     assert isinstance(model, LipSyncNet) and not model.training
     held_out = extra["held_out"]
     assert held_out["clips"] >= 15 and held_out["speakers"] >= 3
-    # The issue asks for AUC >= 0.95; the shipped weights reach 0.87 (see the model card).
-    assert held_out["offset_within_1_frame"] >= 0.9 and held_out["auc_in_sync_vs_mismatched"] >= 0.85
+    assert held_out["offset_within_1_frame"] >= 0.9 and held_out["auc_in_sync_vs_mismatched"] >= 0.95
     assert extra["training"]["steps"] > 0
 
 
@@ -99,33 +98,48 @@ def test_lip_features_ignore_head_position_size_and_roll():
         lip_features(np.full((5, 68, 2), np.nan))
 
 
-def test_distance_curve_matches_a_direct_computation():
+def test_distance_matrix_matches_a_direct_computation():
     torch.manual_seed(1)
     visual = torch.nn.functional.normalize(torch.randn(50, 8), dim=-1)
     audio = torch.nn.functional.normalize(torch.randn(58, 8), dim=-1)  # 4 spans before and after
     scored = np.ones(50, bool)
     scored[20:23] = False
-    curve, used = distance_curve(visual, audio, scored, max_offset=4)
+    distances = distance_matrix(visual, audio, scored, max_offset=4)
     frames = [t for t in range(50) if scored[t]]
     expected = [
-        np.mean([np.linalg.norm(visual[t].numpy() - audio[t + 4 + k].numpy()) for t in frames])
-        for k in range(-4, 5)
+        [np.linalg.norm(visual[t].numpy() - audio[t + 4 + k].numpy()) for k in range(-4, 5)] for t in frames
     ]
-    assert used == len(frames) and np.allclose(curve, expected, atol=1e-5)
+    assert distances.shape == (47, 9) and np.allclose(distances, expected, atol=1e-5)
     with pytest.raises(ValueError, match="audio embeddings"):
-        distance_curve(visual, audio[:50], scored, max_offset=4)
+        distance_matrix(visual, audio[:50], scored, max_offset=4)
 
 
-def test_delayed_audio_gives_a_positive_offset_and_confidence_is_median_minus_min():
+def test_delayed_audio_gives_a_positive_offset_and_the_confidence_of_its_softmax():
     # Audio span s + 3 equals lip span s: what the lips do at t is heard at t + 3.
+    torch.manual_seed(2)
     visual = torch.nn.functional.normalize(torch.randn(48, 16), dim=-1)
     audio = torch.nn.functional.normalize(torch.randn(60, 16), dim=-1)  # K = 6 spans either side
     audio[6 + 3 : 6 + 3 + 48] = visual
-    curve, used = distance_curve(visual, audio, np.ones(48, bool), max_offset=6)
-    score = score_from_curve(curve, used, fps=25.0)
+    distances = distance_matrix(visual, audio, np.ones(48, bool), max_offset=6)  # (48, 13)
+    inside = np.ones(distances.shape, bool)
+    score = score_from_distances(distances, inside, scale=10.0, fps=25.0)
     assert score.offset_frames == 3 and score.offset_ms == pytest.approx(120.0)
-    assert score.confidence == pytest.approx(np.median(curve) - curve.min())
+    curve = distances.mean(axis=0)
+    assert score.margin == pytest.approx(np.median(curve) - curve.min())
     assert score.min_distance == pytest.approx(0.0, abs=1e-5)
+    # Confidence: log(13) + mean over frames of log softmax_k(10 * cosine)[offset +3].
+    cosine = torch.einsum("td,tkd->tk", visual, audio[torch.arange(48)[:, None] + torch.arange(13)])
+    log_p = torch.log_softmax(10.0 * cosine.double(), dim=1)[:, 6 + 3]
+    assert score.confidence == pytest.approx(float(log_p.mean()) + np.log(13), abs=1e-4)
+    assert 0 < score.confidence < np.log(13)
+    # Frames whose audio at the offset lies beyond the track are not judged.
+    inside[:10, 6 + 3] = False
+    partial = score_from_distances(distances, inside, scale=10.0, fps=25.0)
+    assert partial.confidence == pytest.approx(float(log_p[10:].mean()) + np.log(13), abs=1e-4)
+    # Audio unrelated to the lips: below chance, the frames prefer scattered offsets.
+    unrelated = torch.nn.functional.normalize(torch.randn(60, 16), dim=-1)
+    noise = distance_matrix(visual, unrelated, np.ones(48, bool), max_offset=6)
+    assert score_from_distances(noise, np.ones(noise.shape, bool), 10.0, 25.0).confidence < 0
 
 
 def test_shift_audio_delays_and_advances_with_silence():
@@ -138,18 +152,19 @@ def test_shift_audio_delays_and_advances_with_silence():
 
 def test_flags_name_the_drift_with_its_sign():
     row = {"status": "ok", "msi_lip": 0.5, "msi_jaw": 0.8, "fps": 25.0, "lipsync_confidence": 0.4}
-    assert flag_reasons({**row, "lipsync_offset_frames": 2}, 0.3, 0.5, 2, 0.1) == []
-    assert flag_reasons({**row, "lipsync_offset_frames": 8}, 0.3, 0.5, 2, 0.1) == [
+    assert flag_reasons({**row, "lipsync_offset_frames": 2}, 0.3, 0.5, 2, 0.0) == []
+    assert flag_reasons({**row, "lipsync_offset_frames": 8}, 0.3, 0.5, 2, 0.0) == [
         "audio out of sync by +8 frames (+320 ms, sound late)"
     ]
-    assert flag_reasons({**row, "lipsync_offset_frames": -5}, 0.3, 0.5, 2, 0.1) == [
+    assert flag_reasons({**row, "lipsync_offset_frames": -5}, 0.3, 0.5, 2, 0.0) == [
         "audio out of sync by -5 frames (-200 ms, sound early)"
     ]
-    # An unsure score (flat curve) is not trusted to flag; None switches the sync flag off.
+    # A score below chance (another clip's speech, a still mouth) is not trusted to flag; None
+    # switches the sync flag off.
     assert (
-        flag_reasons({**row, "lipsync_offset_frames": 8, "lipsync_confidence": 0.05}, 0.3, 0.5, 2, 0.1) == []
+        flag_reasons({**row, "lipsync_offset_frames": 8, "lipsync_confidence": -0.3}, 0.3, 0.5, 2, 0.0) == []
     )
-    assert flag_reasons({**row, "lipsync_offset_frames": 8}, 0.3, 0.5, None, 0.1) == []
+    assert flag_reasons({**row, "lipsync_offset_frames": 8}, 0.3, 0.5, None, 0.0) == []
     assert drift_message(-3, 30.0) == "audio out of sync by -3 frames (-100 ms, sound early)"
 
 
@@ -192,6 +207,49 @@ def test_expert_scores_a_real_clip_and_its_delayed_audio(shared_data):
     assert abs(expert.score(track.ibug68, delayed, 25.0).offset_frames - 6) <= 1
     with pytest.raises(InputError, match="too few for a sync score"):
         expert.score(track.ibug68[:10], windows[:10], 25.0)
+
+
+def test_in_sync_clips_score_above_the_same_lips_with_other_clips_speech(shared_data):
+    """Calibration across clips, on held-out GRID clips of 6 speakers (5 never seen): every clip in
+    sync scores above chance and above its lips with the other clips' speech, and the in-sync
+    scores stand above the mismatched ones pooled over all clips (ROC AUC), not only within a clip.
+
+    "Other speech" is a sentence with another first word (GRID's command: bin, lay, place, set; the
+    file name's first letter): "bin blue in f one again" under the lips of "bin blue at f two now" is
+    nearly the same speech in the same rhythm, and the expert rightly finds it close to in sync."""
+    from stableface.audio.features import audio_features
+    from stableface.face.landmarks import make_backend, track_landmarks
+    from stableface.io.audio import read_audio
+    from stableface.io.video import iter_frames
+
+    _, extra = load_lipsync(str(default_weights()))
+    grid = shared_data / "grid"
+    held_out = [key.split("/") for key in extra["held_out"]["held_out_clips"]]
+    paths = [grid / "speakers" / f"{v}.mpg" for s, v in held_out if s.startswith("grid_")]
+    paths += [grid / "s1" / f"{v}.mpg" for s, v in held_out if s == "s1"][:3]
+    expert = SyncExpert.load()
+    backend = make_backend("mediapipe")
+    try:
+        tracks = [track_landmarks(iter_frames(path), backend).ibug68 for path in paths]
+    finally:
+        backend.close()
+    audio = [
+        audio_features(read_audio(path), len(track), 25.0, expert.audio_config)
+        for path, track in zip(paths, tracks, strict=True)
+    ]
+    n_frames = min(len(track) for track in tracks)
+    in_sync, mismatched = [], []
+    for row, track in enumerate(tracks):
+        own = expert.score(track[:n_frames], audio[row][:n_frames], 25.0).confidence
+        others = [
+            expert.score(track[:n_frames], audio[other][:n_frames], 25.0).confidence
+            for other in range(len(paths))
+            if paths[other].stem[0] != paths[row].stem[0]
+        ]
+        assert own > 0 and own > max(others), (paths[row].stem, own, others)
+        in_sync.append(own)
+        mismatched += others
+    assert len(paths) == 8 and roc_auc(np.array(in_sync), np.array(mismatched)) >= 0.95
 
 
 def _random_face_model(seed: int = 0):

@@ -22,7 +22,7 @@ from stableface.face.face_model import FaceModel
 from stableface.face.ibug import LIPS, MEDIAPIPE_TO_IBUG68, MOUTH_CORNERS
 from stableface.metrics.lipsync import FEATURE_SCALE, LEFT_EYE, RIGHT_EYE
 from stableface.metrics.msi import MOUTH_WIDTH_FRACTION
-from stableface.models.lipsync import LipSyncNet
+from stableface.models.lipsync import LipSyncNet, similarity_scale
 
 DEFAULT_MAX_SHIFT = 6  # audio offsets either side the predicted lips must beat
 
@@ -75,7 +75,7 @@ class ExpressionSyncLoss(nn.Module):
         offsets = torch.arange(-shift, shift + 1, device=visual.device)  # (2K + 1,)
         index = torch.arange(shift, spans - shift, device=visual.device)[:, None] + offsets  # (C, 2K + 1)
         candidates = sound[:, index]  # (B, C, 2K + 1, D)
-        scale = self.expert.logit_scale.clamp(max=4.6052).exp()
+        scale = similarity_scale(self.expert.logit_scale)
         logits = scale * torch.einsum("bcd,bckd->bck", centre, candidates)  # (B, C, 2K + 1)
         target = torch.full(logits.shape[:2], shift, dtype=torch.long, device=visual.device)  # offset 0
         return F.cross_entropy(logits.flatten(0, 1), target.flatten())

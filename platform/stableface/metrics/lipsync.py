@@ -2,13 +2,21 @@
 
 The expert (:mod:`stableface.models.lipsync`, weights shipped in the package, model card
 ``stableface/models/weights/lipsync.md``) embeds every 5-frame span of the lips and of the audio.
-For each audio offset k in [-K, K] frames, D(k) = the mean over video frames t of the distance
-between the lips at t and the audio at t + k, over the frames where every offset has audio.
+For each audio offset k in [-K, K] frames, d_t(k) = the distance between the lips at t and the
+audio at t + k, over the frames t where every offset has audio; D(k) = mean_t d_t(k).
 
 - ``offset_frames`` = argmin_k D(k). **Sign: positive = the sound comes late** (what the lips do at
   frame t is heard at frame t + k; a track delayed by 8 frames gives +8), negative = early.
-- ``confidence`` = median_k D(k) - min_k D(k), as LSE-C / SyncNet's Sync-C: how clearly the best
-  offset stands out. Mismatched speech or a mouth that does not move gives a flat curve, near 0.
+- ``confidence`` (nats): how much better than chance each frame's lips pick out the audio at that
+  offset among the 2K + 1 candidates, averaged over frames. Per frame, p_t(k) = softmax over k of
+  s * cos_t(k), with s the similarity scale the expert was trained with (``similarity_scale``), and
+  confidence = mean_t log p_t(offset) + log(2K + 1), over the frames whose audio at that offset
+  lies inside the track (the silence padded beyond its ends is no evidence either way). 0 = chance;
+  log(31) = 3.43 at most; speech that is not the lips' (another clip's) scores below 0, since its
+  frames prefer scattered offsets.
+  It is log(2K + 1) minus the cross-entropy the expert was trained to minimise, so it is on the
+  same scale for every clip, where the LSE-C margin median_k D(k) - min_k D(k) (kept as
+  ``margin``) is not: a speaker the expert has not seen gives a shallow but consistent curve.
 
 Only frames inside face segments are scored (short detector gaps bridged, cutaways skipped).
 The visual input is the lip landmarks the audit and the dub already track, so scoring adds
@@ -29,7 +37,7 @@ from stableface.audio.features import AudioFeatureConfig, audio_features
 from stableface.errors import InputError
 from stableface.face.ibug import LIPS, N_IBUG, mouth_width
 from stableface.metrics.msi import MOUTH_WIDTH_FRACTION
-from stableface.models.lipsync import LipSyncNet, load_lipsync
+from stableface.models.lipsync import LipSyncNet, load_lipsync, similarity_scale
 
 WEIGHTS_PACKAGE = "stableface.models"
 WEIGHTS_FILE = "weights/lipsync.pt"
@@ -87,10 +95,11 @@ def shift_audio(windows: np.ndarray, frames: int, silence: float) -> np.ndarray:
 # ------------------------------------------------------------------------------------ the score
 @dataclass
 class SyncScore:
-    """The expert's verdict on one video (sign convention in the module docstring)."""
+    """The expert's verdict on one video (sign convention and units in the module docstring)."""
 
-    confidence: float
+    confidence: float  # nats above chance that the lips pick the audio at offset_frames
     offset_frames: int  # > 0: the sound comes late
+    margin: float  # LSE-C: median_k D(k) - min_k D(k)
     min_distance: float
     n_frames: int  # video frames that entered the distance curve
     fps: float
@@ -108,40 +117,48 @@ class SyncScore:
         }
 
 
-def distance_curve(
+def distance_matrix(
     visual: torch.Tensor, audio: torch.Tensor, scored: np.ndarray, max_offset: int
-) -> tuple[np.ndarray, int]:
-    """Mean lips-to-audio distance at offsets -K..K over the ``scored`` lip spans.
+) -> np.ndarray:
+    """Lips-to-audio distances at offsets -K..K of each of the ``scored`` lip spans.
 
     ``visual`` (N, D) embeds N lip spans; ``audio`` (N + 2K, D) the audio spans from K before the
     first to K after the last (audio span ``t + K`` is the one under lip span ``t``); ``scored`` (N,)
-    bool marks the lip spans to use, the same for every offset. Returns ((2K + 1,), spans used).
+    bool marks the lip spans to use, the same for every offset. Returns (F, 2K + 1), F scored spans.
     """
     if audio.shape[0] != visual.shape[0] + 2 * max_offset:
         raise ValueError(
             f"audio embeddings: expected {visual.shape[0] + 2 * max_offset}, got {audio.shape[0]}"
         )
     index = np.flatnonzero(scored)  # (F,)
-    if index.size == 0:
-        return np.full(2 * max_offset + 1, np.nan), 0
     offsets = np.arange(-max_offset, max_offset + 1)  # (2K + 1,)
     lips = visual[torch.from_numpy(index)]  # (F, D)
     sound = audio[torch.from_numpy(index[:, None] + max_offset + offsets[None, :])]  # (F, 2K + 1, D)
-    distances = torch.linalg.vector_norm(sound - lips[:, None, :], dim=-1)  # (F, 2K + 1)
-    return distances.mean(dim=0).double().numpy(), int(index.size)
+    return torch.linalg.vector_norm(sound - lips[:, None, :], dim=-1).double().numpy()  # (F, 2K + 1)
 
 
-def score_from_curve(distances: np.ndarray, n_frames: int, fps: float) -> SyncScore:
-    """Offset at the minimum, confidence = median - minimum, of a (2K + 1,) distance curve."""
-    max_offset = len(distances) // 2
-    best = int(np.argmin(distances))
+def score_from_distances(distances: np.ndarray, has_audio: np.ndarray, scale: float, fps: float) -> SyncScore:
+    """Offset, confidence and margin of (F, 2K + 1) unit-embedding distances (formulas in the
+    module docstring). ``has_audio`` (F, 2K + 1) bool: that candidate's audio lies inside the track;
+    ``scale``: the expert's similarity scale."""
+    if distances.ndim != 2 or distances.shape[0] == 0 or distances.shape[1] % 2 == 0:
+        raise ValueError(f"distances: expected (F > 0, 2K + 1), got {distances.shape}")
+    if has_audio.shape != distances.shape:
+        raise ValueError(f"has_audio: expected {distances.shape}, got {has_audio.shape}")
+    curve = distances.mean(axis=0)  # (2K + 1,)
+    best = int(np.argmin(curve))
+    logits = scale * (1.0 - 0.5 * distances**2)  # (F, 2K + 1) scaled cosine similarities
+    log_p = logits[:, best] - np.logaddexp.reduce(logits, axis=1)  # (F,)
+    # A clip shorter than the offset has no frame with audio there: then every frame counts.
+    judged = has_audio[:, best] if has_audio[:, best].any() else np.ones(len(log_p), bool)
     return SyncScore(
-        confidence=float(np.median(distances) - distances[best]),
-        offset_frames=best - max_offset,
-        min_distance=float(distances[best]),
-        n_frames=n_frames,
+        confidence=float(log_p[judged].mean() + np.log(distances.shape[1])),
+        offset_frames=best - distances.shape[1] // 2,
+        margin=float(np.median(curve) - curve[best]),
+        min_distance=float(curve[best]),
+        n_frames=len(distances),
         fps=float(fps),
-        distances=np.asarray(distances, np.float64),
+        distances=curve,
     )
 
 
@@ -152,6 +169,7 @@ class SyncExpert:
         self.model = model.eval()
         self.max_offset = max_offset
         self.source = source
+        self.scale = float(similarity_scale(model.logit_scale.detach()))
         self.audio_config = AudioFeatureConfig(
             n_mels=model.config.audio.n_mels, frames_per_window=model.config.mel_window
         )
@@ -198,12 +216,15 @@ class SyncExpert:
         visual, audio = self.embed(lips[:n_frames], padded)  # (N, D), (N + 2K, D); N = T - span + 1
         # A span is scored when every one of its frames lies inside a face segment.
         spans_inside = np.lib.stride_tricks.sliding_window_view(inside, span).all(axis=1)  # (N,)
-        curve, used = distance_curve(visual, audio, spans_inside, shift)
+        used = int(spans_inside.sum())
         if used < MIN_SCORED_FRAMES:
             raise InputError(
                 "video", f"only {used} face frames can be scored (a sync score needs {MIN_SCORED_FRAMES})"
             )
-        return score_from_curve(curve, used, fps)
+        partners = np.flatnonzero(spans_inside)[:, None] + np.arange(-shift, shift + 1)  # (F, 2K + 1)
+        has_audio = (partners >= 0) & (partners < len(visual))
+        distances = distance_matrix(visual, audio, spans_inside, shift)
+        return score_from_distances(distances, has_audio, self.scale, fps)
 
     def score_file(
         self,

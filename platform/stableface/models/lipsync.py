@@ -15,11 +15,14 @@ public SyncNet weights cannot be downloaded here. Both streams are fully convolu
 
 Embedding ``i`` of either stream summarises frames ``i .. i + window - 1`` (valid convolutions:
 T frames in, T - window + 1 embeddings out), is L2-normalised, and the two streams are compared
-by Euclidean distance (in [0, 2]). One pass embeds a whole video, so scoring every audio offset
-costs one distance matrix, not one network call per offset.
+by Euclidean distance (in [0, 2]) or, equivalently, cosine similarity (1 - distance^2 / 2). One
+pass embeds a whole video, so scoring every audio offset costs one distance matrix, not one network
+call per offset.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -29,6 +32,15 @@ from stableface.models.audio_encoder import AudioEncoder
 from stableface.models.checks import check_shape
 from stableface.models.config import LIPSYNC_TEMPORAL_KERNEL as TEMPORAL_KERNEL
 from stableface.models.config import LipSyncConfig
+
+MAX_LOGIT_SCALE = math.log(100.0)  # the similarity scale is capped at 100, as CLIP's
+
+
+def similarity_scale(logit_scale: torch.Tensor) -> torch.Tensor:
+    """The factor on cosine similarities before a softmax over audio candidates: the learned
+    ``LipSyncNet.logit_scale`` exponentiated and capped. Training, the stage-1 sync loss and the
+    confidence all use this one temperature, so a confidence reads in the units training fitted."""
+    return logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
 
 
 class TemporalHead(nn.Module):
@@ -95,7 +107,7 @@ class LipSyncNet(nn.Module):
         self.visual = VisualStream(config)
         self.audio = AudioStream(config)
         # Scale of the cosine similarities in the contrastive loss (CLIP's learnable temperature,
-        # started at 1 / 0.07); scoring uses distances and never reads it.
+        # started at 1 / 0.07, read through similarity_scale); the confidence uses it too.
         self.logit_scale = nn.Parameter(torch.tensor(2.659))
 
     def forward(self, lips: torch.Tensor, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ and every other clip's audio (other-clip negatives), as SyncNet's training pairs
 
 Held-out evaluation (:func:`evaluate_sync`) is what the model card reports: offsets recovered
 from audio shifted by -10..+10 frames, and the ROC AUC of the confidence for in-sync audio against
-another clip's speech.
+the next held-out clip's speech (and against every other held-out clip's).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from stableface.data.records import VideoTrack
 from stableface.data.sequences import speaker_videos, split_videos, window_index
 from stableface.errors import InputError
 from stableface.io.storage import Storage
-from stableface.metrics.lipsync import SyncExpert, lip_features, shift_audio
-from stableface.models.lipsync import LipSyncNet
+from stableface.metrics.lipsync import SyncExpert, SyncScore, lip_features, shift_audio
+from stableface.models.lipsync import LipSyncNet, similarity_scale
 from stableface.training.loop import NamedStateTrainer, WorkerContext, optimise
 from stableface.training.sync_config import SyncHoldout, SyncScheduleConfig
 
@@ -157,7 +157,7 @@ def contrastive_loss(
     audio span of the batch is a negative (shifted ones of the same clip, and other clips').
     """
     batch, centre, dim = visual.shape
-    scale = logit_scale.clamp(max=4.6052).exp()  # at most 100, as CLIP
+    scale = similarity_scale(logit_scale)
     lips = visual.reshape(batch * centre, dim)  # (B*C, D)
     sound = audio.reshape(-1, dim)  # (B*(C+2K), D)
     span = audio.shape[1]
@@ -246,8 +246,9 @@ class SyncEvaluation:
     clips: list[str]
     shifts: list[int]
     estimates: np.ndarray  # (clips, shifts) estimated offset in frames
-    in_sync_confidence: np.ndarray  # (clips,)
-    mismatched_confidence: np.ndarray  # (clips,) the same lips with another held-out clip's audio
+    in_sync: list[SyncScore]  # (clips,)
+    mismatched: list[SyncScore]  # (clips,) the same lips with the next held-out clip's audio
+    every_mismatch: list[SyncScore]  # (clips * (clips - 1),) the lips with every other clip's audio
 
     @property
     def within_tolerance(self) -> float:
@@ -256,7 +257,7 @@ class SyncEvaluation:
 
     @property
     def auc(self) -> float:
-        return roc_auc(self.in_sync_confidence, self.mismatched_confidence)
+        return roc_auc(_confidences(self.in_sync), _confidences(self.mismatched))
 
     def confusion(self) -> dict[int, dict[str, float]]:
         """Per true shift: the share within +-1 frame and how the estimates spread."""
@@ -271,16 +272,25 @@ class SyncEvaluation:
         return table
 
     def summary(self) -> dict:
+        in_sync, mismatched = _confidences(self.in_sync), _confidences(self.mismatched)
+        margins = [np.array([s.margin for s in scores]) for scores in (self.in_sync, self.mismatched)]
         return {
             "clips": len(self.clips),
             "speakers": len({c.split("/")[0] for c in self.clips}),
             "offset_within_1_frame": round(self.within_tolerance, 4),
             "auc_in_sync_vs_mismatched": round(self.auc, 4),
-            "median_confidence_in_sync": round(float(np.median(self.in_sync_confidence)), 4),
-            "median_confidence_mismatched": round(float(np.median(self.mismatched_confidence)), 4),
+            "auc_in_sync_vs_every_other_clip": round(roc_auc(in_sync, _confidences(self.every_mismatch)), 4),
+            # The LSE-C margin (median minus minimum distance) that the confidence replaced.
+            "auc_lse_c_margin": round(roc_auc(*margins), 4),
+            "median_confidence_in_sync": round(float(np.median(in_sync)), 4),
+            "median_confidence_mismatched": round(float(np.median(mismatched)), 4),
             "confusion_by_shift": {str(k): v for k, v in self.confusion().items()},
             "held_out_clips": self.clips,
         }
+
+
+def _confidences(scores: list[SyncScore]) -> np.ndarray:
+    return np.array([score.confidence for score in scores])
 
 
 def evaluate_sync(
@@ -291,7 +301,7 @@ def evaluate_sync(
         raise InputError("held-out clips", f"need at least 2 for mismatched pairs, got {len(clips)}")
     silence = AudioFeatureConfig().silence_value
     estimates = np.zeros((len(clips), len(shifts)), np.int64)
-    in_sync, mismatched = np.zeros(len(clips)), np.zeros(len(clips))
+    in_sync, mismatched, every_mismatch = [], [], []
     for row, clip in enumerate(clips):
         audio = clip.audio.astype(np.float32)
         for column, shift in enumerate(shifts):
@@ -299,11 +309,15 @@ def evaluate_sync(
             estimates[row, column] = expert.score_features(
                 clip.lips, delayed, clip.fps, clip.trainable
             ).offset_frames
-        in_sync[row] = expert.score_features(clip.lips, audio, clip.fps, clip.trainable).confidence
-        other = clips[(row + 1) % len(clips)].audio.astype(np.float32)  # another clip's speech
-        if len(other) < len(audio):  # too short: repeat it (silence would make it trivially wrong)
-            other = np.concatenate([other] * (len(audio) // len(other) + 1))
-        mismatched[row] = expert.score_features(
-            clip.lips, other[: len(audio)], clip.fps, clip.trainable
-        ).confidence
-    return SyncEvaluation([c.key for c in clips], list(shifts), estimates, in_sync, mismatched)
+        in_sync.append(expert.score_features(clip.lips, audio, clip.fps, clip.trainable))
+        for step in range(1, len(clips)):
+            other = clips[(row + step) % len(clips)].audio.astype(np.float32)  # another clip's speech
+            if len(other) < len(audio):  # too short: repeat it (silence would make it trivially wrong)
+                other = np.concatenate([other] * (len(audio) // len(other) + 1))
+            score = expert.score_features(clip.lips, other[: len(audio)], clip.fps, clip.trainable)
+            every_mismatch.append(score)
+            if step == 1:
+                mismatched.append(score)
+    return SyncEvaluation(
+        [c.key for c in clips], list(shifts), estimates, in_sync, mismatched, every_mismatch
+    )
