@@ -313,7 +313,8 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
     elapsed = time.monotonic() - started
     frames = sum(int(r.get("n_frames") or 0) for r in all_rows)
     summary = {
-        "videos": len(rows),
+        "videos": len({(r["speaker"], r["video_id"]) for r in rows}),
+        "faces": len(rows),  # one row per face a video shows (one for a failed or faceless video)
         "ok": sum(r["status"] == RowStatus.OK for r in rows),
         "no_score": sum(r["status"] == RowStatus.NO_SCORE for r in rows),
         "failed": sum(r["status"] == RowStatus.FAILED for r in rows),
