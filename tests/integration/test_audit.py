@@ -241,3 +241,25 @@ def test_audit_flags_audio_drift_with_its_sign(ray_local, shared_data, tmp_path)
     report = (out / "report.html").read_text()
     assert "Flagged videos (2)" in report and late in report and early in report
     assert "sync confidence" in report and "audio offset" in report
+
+
+def test_an_audit_scores_each_of_two_people_in_its_own_row(ray_local, two_faces, grid_clips, tmp_path):
+    videos = tmp_path / "videos" / "lecture"
+    videos.mkdir(parents=True)
+    shutil.copy(two_faces["path"], videos / "two_faces.mp4")
+    shutil.copy(grid_clips[0], videos / "alone.mpg")
+    out = tmp_path / "out"
+    summary = run(audit_config(tmp_path / "videos", out))
+    assert (summary["videos"], summary["faces"], summary["ok"]) == (2, 3, 3)
+    table = pd.read_parquet(out / "audit.parquet")
+    pair = table[table["video_id"] == "two_faces"].set_index("face")
+    assert list(pair.index) == ["1", "2"] and (pair["n_faces"] == 2).all()
+    grid_x0 = two_faces["grid_x0"]
+    assert pair.loc["1", "face_box"][2] < grid_x0 < pair.loc["2", "face_box"][0]
+    assert pair.loc["1", "msi_lip"] != pytest.approx(pair.loc["2", "msi_lip"], rel=0.1)
+    (alone,) = table[table["video_id"] == "alone"].to_dict(orient="records")
+    assert (alone["face"], alone["n_faces"]) == ("1", 1)
+    for name in ("two_faces-face1", "two_faces-face2", "alone"):
+        assert (out / "slices" / "catalog" / "lecture" / f"{name}.png").stat().st_size > 1000
+    report = (out / "report.html").read_text()
+    assert "two_faces (face 1)" in report and "two_faces (face 2)" in report

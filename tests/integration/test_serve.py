@@ -55,8 +55,9 @@ def speech(shared_data, tmp_path_factory) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def stores(tiny_speaker_model, grid_clips, tmp_path_factory) -> dict:
-    """models/{s1,s2} (the tiny model, saved under two speaker ids) and sources/{s1,s2}/<clip>.mpg."""
+def stores(tiny_speaker_model, grid_clips, two_faces, tmp_path_factory) -> dict:
+    """models/{s1,s2} (the tiny model, saved under two speaker ids) and sources/{s1,s2}/<clip>.mpg;
+    sources/s1 also holds two_faces.mp4 (after the clip: not the default source)."""
     root = tmp_path_factory.mktemp("serve_stores")
     model = load_speaker_model(tiny_speaker_model)
     for speaker in ("s1", "s2"):
@@ -64,6 +65,7 @@ def stores(tiny_speaker_model, grid_clips, tmp_path_factory) -> dict:
         model.save(str(root / "models" / speaker))
         (root / "sources" / speaker).mkdir(parents=True)
         shutil.copy(grid_clips[SOURCE_CLIP], root / "sources" / speaker / grid_clips[SOURCE_CLIP].name)
+    shutil.copy(two_faces["path"], root / "sources" / "s1" / "two_faces.mp4")
     return {
         "root": root,
         "models": str(root / "models"),
@@ -109,8 +111,10 @@ def service(ray_local, stores):
         serve.shutdown()
 
 
-def _post(service, path, audio, speaker="s1", source=None, content_type="audio/wav", key=API_KEY):
+def _post(service, path, audio, speaker="s1", source=None, content_type="audio/wav", key=API_KEY, face=None):
     data = {"speaker": speaker, **({} if source is None else {"source": source})}
+    if face is not None:
+        data["face"] = face
     headers = {} if key is None else {"Authorization": f"Bearer {key}"}
     return requests.post(
         service["url"] + path,
@@ -275,3 +279,28 @@ def test_a_burst_beyond_the_queue_gets_503_and_nothing_else_fails(service, speec
     assert all("overloaded" in r.json()["error"] for r in responses if r.status_code == 503)
     assert codes.count(503) >= 1, codes  # one dub runs, one waits: the others are refused at once
     assert codes.count(200) >= 2, codes
+
+
+def test_a_dub_of_the_second_face_over_http_leaves_the_other_face_as_it_was(
+    service, speech, two_faces, tmp_path
+):
+    from stableface.inference import mark_box
+
+    response = _post(service, "/v1/dub", speech["2s"], source="two_faces", face="2")
+    assert response.status_code == 200, response.text
+    served = tmp_path / "served.mp4"
+    served.write_bytes(response.content)
+    dubbed = read_frames(served).astype(np.int16)  # (N, H, W, 3)
+    source = read_frames(two_faces["path"])[: len(dubbed)].astype(np.int16)
+    height, width = source.shape[1:3]
+    outside_mark = np.ones((height, width), bool)
+    x0, y0, x1, y1 = mark_box(height, width, service["config"].dub.provenance)
+    outside_mark[max(y0, 0) : y1, max(x0, 0) : x1] = False
+    difference = np.abs(dubbed - source).mean(axis=(0, 3))  # (H, W) per pixel over frames and channels
+    grid_x0 = two_faces["grid_x0"]
+    other = difference[:, :grid_x0][outside_mark[:, :grid_x0]]  # the VoxCeleb2 person's half
+    mouth = difference[190:236, grid_x0 + 135 : grid_x0 + 190]  # the GRID mouth (grid/s1 clip 5)
+    print(f"other half {other.mean():.2f}, GRID mouth {mouth.mean():.2f} grey levels")
+    # The other half differs by the watermark and the codec only; the dubbed mouth far more.
+    assert other.mean() < 3.0 and np.percentile(other, 99) < 8
+    assert mouth.mean() > 4 * other.mean()

@@ -20,8 +20,10 @@ from stableface.data.records import VideoTrack
 from stableface.errors import InputError, NoAudioStream, StorageUnavailable, UnreadableMedia
 from stableface.face.config import FaceConfig
 from stableface.face.face_model import estimate_pose
-from stableface.face.landmarks import LandmarkBackend, track_landmarks
+from stableface.face.face_tracks import FaceSelection
+from stableface.face.landmarks import LandmarkBackend
 from stableface.face.segments import SegmentSummary, face_segments
+from stableface.face.tracked_faces import pick_face, track_faces
 from stableface.face.tracking import crop_image, crop_points, require_faces, stable_crop_box
 from stableface.io.audio import check_not_silent, read_audio
 from stableface.io.storage import Storage
@@ -48,25 +50,33 @@ def extract_video(
     backend: LandmarkBackend,
     crops_path: Path,
     options: ExtractOptions | None = None,
+    selection: FaceSelection | None = None,
 ) -> tuple[VideoTrack, dict[str, Any]]:
     """Process one local video file; writes the crops mp4 to ``crops_path``; returns track + facts.
 
-    Raises :class:`InputError` subclasses naming ``source_uri`` for unusable inputs.
+    With several faces on screen the training data is the face ``selection`` names (default: the
+    largest, refused when two are alike, :func:`stableface.face.tracked_faces.pick_face`); the
+    facts record its average box. Raises :class:`InputError` subclasses naming ``source_uri`` for
+    unusable inputs.
     """
     options = options or ExtractOptions()
+    selection = selection or FaceSelection()
     info = probe_video(local_path)
     if not info.has_audio:
         raise NoAudioStream(source_uri, "no audio stream (the audio features need the speech)")
     samples = read_audio(local_path, audio_config.sample_rate)  # (S,) float32 16 kHz mono
     check_not_silent(samples, source_uri)
 
-    track = track_landmarks(iter_frames(local_path, max_frames=options.max_frames), backend)
-    n_frames = track.n_frames
+    if not backend.provides_mesh:
+        raise InputError(source_uri, f"landmark backend '{backend.name}' gives no 3D mesh; use 'mediapipe'")
+    faces = track_faces(iter_frames(local_path, max_frames=options.max_frames), backend)
+    n_frames = faces.n_frames
     if n_frames == 0:
         raise UnreadableMedia(source_uri, "no frames decoded")
+    require_faces(faces.any_face(), face, source_uri)
+    chosen = pick_face(faces, selection, source_uri)
+    track = chosen.landmark_track(n_frames, with_mesh=True)
     require_faces(track.present, face, source_uri)
-    if track.mesh is None:
-        raise InputError(source_uri, f"landmark backend '{backend.name}' gives no 3D mesh; use 'mediapipe'")
     box = stable_crop_box(track.mesh, track.present, face, source=source_uri)
     mesh = crop_points(track.mesh, box)  # (T, 478, 3) crop pixels
     pose = estimate_pose(mesh)
@@ -102,6 +112,9 @@ def extract_video(
         "frames_bridged": segments.n_bridged,
         "frames_lost": segments.n_skipped,
         "frames_lost_reason": _lost_reason(track.present, segments, face.max_bridge_frames),
+        "face": selection.text,
+        "face_box": [round(v, 1) for v in (chosen.box.x0, chosen.box.y0, chosen.box.x1, chosen.box.y1)],
+        "faces_tracked": len(faces.tracks),
         "fps": float(info.fps),
         "fps_fraction": f"{info.fps.numerator}/{info.fps.denominator}",
         "width": info.width,
@@ -146,13 +159,14 @@ def extract_video_row(
     try:
         if not cfg.overwrite and storage.exists(meta_uri):
             return {**storage.read_json(meta_uri), "resumed": True}
+        selection = FaceSelection.parse(entry.get("face"), f"{uri} face")
         with (
             storage.local_copy(uri) as local,
             storage.writable_local(layout.video_file(speaker, video_id, CROPS)) as crops,
         ):
             track, facts = extract_video(
                 local, uri, cfg.face, cfg.audio, backend, crops,
-                ExtractOptions(cfg.max_frames_per_video, cfg.crop_crf, cfg.crop_preset),
+                ExtractOptions(cfg.max_frames_per_video, cfg.crop_crf, cfg.crop_preset), selection,
             )  # fmt: skip
             track.save(storage, layout.video_file(speaker, video_id, TRACK))
         seconds = time.monotonic() - started

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 VIDEO_COLUMNS = (
     "speaker", "video_id", "video_uri", "status", "reason", "n_frames", "frames_without_face",
-    "face_segments", "frames_bridged", "frames_lost", "frames_lost_reason", "fps", "width", "height", "duration_s", "seconds", "extract_node", "encode_node",
+    "face_segments", "frames_bridged", "frames_lost", "frames_lost_reason", "face",
+    "face_box", "faces_tracked", "fps", "width", "height", "duration_s", "seconds", "extract_node", "encode_node",
 )  # fmt: skip
 
 

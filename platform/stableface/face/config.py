@@ -32,6 +32,10 @@ class FaceConfig:
     # (0.2 s at 25 fps) removes landmark jitter but follows deliberate head moves.
     box_smoothing_frames: float = 5.0
 
+    # Faces tracked at once (stableface.face.tracked_faces): with several on screen, preprocessing
+    # takes the catalog row's `face` (default: the largest, refused when two are alike).
+    max_faces: int = 4
+
     # The caller rejects a video with NoFaceFound when fewer than this fraction of frames has a face.
     min_face_fraction: float = 0.5
     # Gaps of at most this many frames without a face (a detector blink) are bridged inside a face

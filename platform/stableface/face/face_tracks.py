@@ -3,8 +3,9 @@
 A detector reports the faces of each frame in no particular order. :class:`TrackLinker` links them
 frame to frame into tracks by box overlap (greedy, best overlap first), so each track is one
 person's face. A track does not end when its face is missing: a face that comes back where the
-track last was (a lecturer after the slides, a detector blink) continues it, so one person's face
-segments stay one track. A face that comes back elsewhere starts a new track.
+track last was (a lecturer after the slides, a detector blink) or where it was heading (a face
+that passed behind another) continues it, so one person's face segments stay one track. A face
+that comes back elsewhere starts a new track.
 
 :class:`FaceSelection` is which face a dub paints: ``auto`` (the one that matches the speaker
 model), the N-th face from the left, or the face at a point in source pixels.
@@ -21,6 +22,11 @@ import numpy as np
 from stableface.errors import InputError
 
 MIN_LINK_IOU = 0.3  # consecutive boxes of one face overlap far more; faces side by side not at all
+# A hidden face's box is carried on at its velocity for at most this many frames (0.6 s at 25 fps):
+# long enough to pass behind another face, short of guessing where it went after a cutaway.
+MAX_PREDICT_FRAMES = 15
+VELOCITY_SMOOTHING = 0.5  # weight of the previous velocity (and side) when a new box is seen
+HIDDEN_REACH = 0.07  # a hidden face may come back this many of its sides per hidden frame off its course
 
 
 @dataclass(frozen=True)
@@ -58,26 +64,90 @@ class Box:
         union = self.area + other.area - inter.area
         return inter.area / union if union > 0 else 0.0
 
+    def shifted(self, dx: float, dy: float = 0.0) -> Box:
+        return Box(self.x0 + dx, self.y0 + dy, self.x1 + dx, self.y1 + dy)
+
     def describe(self) -> str:
         x, y = self.centre
         return f"({x:.0f}, {y:.0f})"
 
 
+@dataclass
+class _TrackState:
+    """Where a track's face was last seen, when, how large and how fast it was moving (px per frame)."""
+
+    box: Box
+    frame: int
+    velocity: tuple[float, float] = (0.0, 0.0)
+    side: float = 0.0  # the face's larger box side (a face half hidden behind another keeps its height)
+
+    def __post_init__(self) -> None:
+        self.side = self.side or max(self.box.x1 - self.box.x0, self.box.y1 - self.box.y0)
+
+    def predicted(self, frame: int) -> Box:
+        """Its box carried on at its velocity to ``frame`` (for at most MAX_PREDICT_FRAMES frames)."""
+        steps = min(frame - self.frame, MAX_PREDICT_FRAMES)
+        return self.box.shifted(self.velocity[0] * steps, self.velocity[1] * steps)
+
+    def overlap(self, box: Box, frame: int) -> float:
+        """How well ``box`` continues this track (links below MIN_LINK_IOU are refused).
+
+        Its overlap with the last or the predicted box; for a face hidden for a while, also its
+        nearness to where the face was heading, within HIDDEN_REACH of its side per hidden frame
+        (a face behind another comes out with a box that shrank and moved unevenly). That link
+        scores under 2 x MIN_LINK_IOU, below any visible face's overlap with its own track.
+        """
+        predicted = self.predicted(frame)
+        score = max(box.iou(predicted), box.iou(self.box))
+        steps = min(frame - self.frame, MAX_PREDICT_FRAMES)
+        if steps > 1:
+            reach = self.side * HIDDEN_REACH * steps
+            distance = float(np.hypot(*(np.subtract(box.centre, predicted.centre))))
+            if distance < reach:
+                score = max(score, MIN_LINK_IOU * (2.0 - distance / reach))
+        return score
+
+    def moved_to(self, box: Box, frame: int) -> None:
+        (x0, y0), (x1, y1) = self.box.centre, box.centre
+        steps = max(frame - self.frame, 1)
+        seen = ((x1 - x0) / steps, (y1 - y0) / steps)
+        self.velocity = tuple(  # type: ignore[assignment]
+            VELOCITY_SMOOTHING * old + (1 - VELOCITY_SMOOTHING) * new
+            for old, new in zip(self.velocity, seen, strict=True)
+        )
+        side = max(box.x1 - box.x0, box.y1 - box.y0)
+        self.side = VELOCITY_SMOOTHING * self.side + (1 - VELOCITY_SMOOTHING) * side
+        self.box, self.frame = box, frame
+
+
 class TrackLinker:
-    """Assigns each frame's face boxes to tracks: greedy by overlap with each track's latest box."""
+    """Assigns each frame's face boxes to tracks: greedy, best overlap first, with each track's box
+    carried on at its own velocity while its face is hidden.
+
+    Call :meth:`assign` once per frame, in order (an empty list for a frame without faces). Two
+    faces passing each other keep their tracks: the face in front stays nearest its own predicted
+    box, and the one behind it, once it shows again, overlaps where its track was heading (or,
+    after a cut, where it was last seen) rather than starting a new track.
+    """
 
     def __init__(self, min_iou: float = MIN_LINK_IOU):
         self.min_iou = min_iou
-        self.last_boxes: list[Box] = []  # per track id, its face's box in the latest frame it was seen
+        self.states: list[_TrackState] = []  # per track id
+        self.frame = -1
 
     @property
     def n_tracks(self) -> int:
-        return len(self.last_boxes)
+        return len(self.states)
 
     def assign(self, boxes: list[Box]) -> list[int]:
-        """Track ids of one frame's ``boxes`` (distinct; a box that overlaps no free track starts one)."""
+        """Track ids of one frame's ``boxes`` (distinct; a box that continues no free track starts one)."""
+        self.frame += 1
         pairs = sorted(
-            ((box.iou(last), b, t) for b, box in enumerate(boxes) for t, last in enumerate(self.last_boxes)),
+            (
+                (state.overlap(box, self.frame), b, t)
+                for b, box in enumerate(boxes)
+                for t, state in enumerate(self.states)
+            ),
             reverse=True,
         )
         assigned: dict[int, int] = {}
@@ -90,10 +160,11 @@ class TrackLinker:
                 taken.add(t)
         ids = []
         for b, box in enumerate(boxes):
-            if b not in assigned:
-                assigned[b] = len(self.last_boxes)
-                self.last_boxes.append(box)
-            self.last_boxes[assigned[b]] = box
+            if b in assigned:
+                self.states[assigned[b]].moved_to(box, self.frame)
+            else:
+                assigned[b] = len(self.states)
+                self.states.append(_TrackState(box, self.frame))
             ids.append(assigned[b])
         return ids
 

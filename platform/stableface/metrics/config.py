@@ -13,6 +13,8 @@ class MetricsConfig:
 
     # Landmark backend (stableface.face.landmarks.make_backend): "mediapipe" (offline) or "fan".
     backend: str = "mediapipe"
+    # Faces tracked at once; an audit scores each face it tracks (one row per face).
+    max_faces: int = 4
     # Below this fraction of frames with a detected face a video gets "no score" instead of an MSI
     # computed mostly from interpolated landmarks.
     min_face_fraction: float = 0.5

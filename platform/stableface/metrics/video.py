@@ -6,6 +6,7 @@ frames, too few faces) or ``failed`` with the input error (unreadable file, no v
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stableface.errors import InputError, errors_naming
-from stableface.face.face_tracks import Box
+from stableface.face.face_tracks import Box, TrackLinker
 from stableface.face.ibug import N_IBUG
 from stableface.face.landmarks import FaceLandmarks, LandmarkBackend, bridge_gaps, make_backend
 from stableface.face.segments import face_segments
@@ -164,20 +165,10 @@ def score_video(
     """
     config = config or MetricsConfig()
     source = name or str(path)
+    score = _probe(path, source)
+    if score.status != RowStatus.OK:
+        return score
     own_backend = backend is None
-    try:
-        with errors_naming(source, path):
-            info = probe_video(path)
-    except InputError as error:
-        return VideoScore(source=source, status=RowStatus.FAILED, reason=str(error))
-    score = VideoScore(
-        source=source,
-        status=RowStatus.OK,
-        fps=info.fps_float,
-        duration_s=info.duration_s,
-        width=info.width,
-        height=info.height,
-    )
     backend = backend or make_backend(config.backend)
     slicer = _SliceCollector(config.slice_height) if config.slice_image else None
     rows: list[np.ndarray | None] = []
@@ -191,10 +182,7 @@ def score_video(
                 rows.append(points)
                 if slicer is not None:
                     slicer.add(frame, points)
-                if config.cpbd and index % max(config.cpbd_every, 1) == 0:
-                    from stableface.metrics.cpbd import cpbd
-
-                    cpbd_values.append(cpbd(frame))
+                _sample_cpbd(frame, index, config, cpbd_values)
     except InputError as error:
         score.status, score.reason = RowStatus.FAILED, str(error)
         score.n_frames = len(rows)
@@ -203,7 +191,136 @@ def score_video(
         backend.reset()
         if own_backend:
             backend.close()
+    return _scored(score, rows, slicer, cpbd_values, config, keep_landmarks, sync, path)
 
+
+def score_video_faces(
+    path: str | Path,
+    config: MetricsConfig | None = None,
+    backend: LandmarkBackend | None = None,
+    keep_landmarks: bool = False,
+    name: str | None = None,
+    sync: SyncExpert | None = None,
+) -> list[VideoScore]:
+    """Score every face of a local video file in one pass: a :class:`VideoScore` per face track.
+
+    Faces are linked frame to frame into tracks (:class:`stableface.face.face_tracks.TrackLinker`),
+    and each track with at least ``config.min_frames`` face frames is scored as :func:`score_video`
+    scores a single face (its MSI over its own face segments; frames where it is not found are that
+    face's missing frames). Scores are ordered left to right by the face's average box; each
+    carries ``face`` (its number from the left, the form ``FaceSelection`` reads), ``face_box`` and
+    ``n_faces`` in its extras. With one face on screen the one score equals :func:`score_video`'s.
+    A video with no face at all gets one score saying so.
+    """
+    config = config or MetricsConfig()
+    source = name or str(path)
+    probed = _probe(path, source)
+    if probed.status != RowStatus.OK:
+        return [probed]
+    own_backend = backend is None
+    backend = backend or make_backend(config.backend)
+    linker = TrackLinker()
+    rows: dict[int, list[np.ndarray | None]] = {}  # per track id, its landmarks or None per frame
+    slicers: dict[int, _SliceCollector] = {}  # the first face's from frame 0, later ones from theirs
+    first_slicer = _SliceCollector(config.slice_height) if config.slice_image else None
+    cpbd_values: list[float] = []
+    n_frames = 0
+    try:
+        backend.reset()
+        with errors_naming(source, path):
+            for index, frame in enumerate(iter_frames(path, max_frames=config.max_frames)):
+                found = backend.detect_all(frame)
+                points = {
+                    track_id: face.ibug68
+                    for track_id, face in zip(
+                        linker.assign([Box.of_points(face.ibug68) for face in found]), found, strict=True
+                    )
+                }
+                for track_id in points:
+                    if track_id not in rows:
+                        rows[track_id] = [None] * index
+                        if first_slicer is not None:
+                            slicers[track_id] = (
+                                first_slicer if not slicers else _SliceCollector(config.slice_height)
+                            )
+                for track_id, track_rows in rows.items():
+                    track_rows.append(points.get(track_id))
+                    if track_id in slicers:
+                        slicers[track_id].add(frame, points.get(track_id))
+                if not rows and first_slicer is not None:
+                    first_slicer.add(frame, None)
+                _sample_cpbd(frame, index, config, cpbd_values)
+                n_frames = index + 1
+    except InputError as error:
+        probed.status, probed.reason, probed.n_frames = RowStatus.FAILED, str(error), n_frames
+        return [probed]
+    finally:
+        backend.reset()
+        if own_backend:
+            backend.close()
+    if not rows:
+        return [
+            _scored(probed, [None] * n_frames, first_slicer, cpbd_values, config, keep_landmarks, sync, path)
+        ]
+    counts = {track_id: sum(row is not None for row in track_rows) for track_id, track_rows in rows.items()}
+    kept = [track_id for track_id in rows if counts[track_id] >= config.min_frames] or [
+        max(counts, key=counts.get)
+    ]
+    boxes = {track_id: _average_box(rows[track_id]) for track_id in kept}
+    scores = []
+    for number, track_id in enumerate(sorted(kept, key=lambda t: boxes[t].centre[0]), start=1):
+        score = dataclasses.replace(probed, extras={})
+        _scored(score, rows[track_id], slicers.get(track_id), cpbd_values, config, keep_landmarks, sync, path)
+        box = boxes[track_id]
+        score.extras.update(
+            face=str(number),
+            face_box=[round(v, 1) for v in (box.x0, box.y0, box.x1, box.y1)],
+            n_faces=len(kept),
+        )
+        scores.append(score)
+    return scores
+
+
+def _average_box(rows: list[np.ndarray | None]) -> Box:
+    boxes = [Box.of_points(row) for row in rows if row is not None]
+    return Box(*(float(np.mean([getattr(b, corner) for b in boxes])) for corner in ("x0", "y0", "x1", "y1")))
+
+
+def _probe(path: str | Path, source: str) -> VideoScore:
+    try:
+        with errors_naming(source, path):
+            info = probe_video(path)
+    except InputError as error:
+        return VideoScore(source=source, status=RowStatus.FAILED, reason=str(error))
+    return VideoScore(
+        source=source,
+        status=RowStatus.OK,
+        fps=info.fps_float,
+        duration_s=info.duration_s,
+        width=info.width,
+        height=info.height,
+    )
+
+
+def _sample_cpbd(frame: np.ndarray, index: int, config: MetricsConfig, values: list[float]) -> None:
+    if config.cpbd and index % max(config.cpbd_every, 1) == 0:
+        from stableface.metrics.cpbd import cpbd
+
+        values.append(cpbd(frame))
+
+
+def _scored(
+    score: VideoScore,
+    rows: list[np.ndarray | None],
+    slicer: _SliceCollector | None,
+    cpbd_values: list[float],
+    config: MetricsConfig,
+    keep_landmarks: bool,
+    sync: SyncExpert | None,
+    path: str | Path,
+) -> VideoScore:
+    """``score`` completed from one face's landmarks per frame (None where it was not found)."""
+    source = score.source
     present = np.array([row is not None for row in rows], dtype=bool)  # (T,)
     score.n_frames = int(present.size)
     score.n_face_frames = int(present.sum())

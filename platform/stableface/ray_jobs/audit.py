@@ -1,8 +1,11 @@
 """Ray job: MSI audit of one catalog (optionally side by side with a second) -> table + HTML report.
 
 Catalog rows go through Ray Data to a pool of actors that each build the landmark backend once
-and score one video per call (:func:`stableface.metrics.video.score_video`). Every input gets a
-row - ok, no_score or failed with its reason - so one bad file never stops the audit. Outputs under
+and score one video per call (:func:`stableface.metrics.video.score_video_faces`). Every input gets
+a row per face it shows - ok, no_score or failed with its reason - so one bad file never stops the
+audit. One row per face rather than per-face columns: every column keeps meaning one mouth (a
+lecture with two people has two rows, ``face`` 1 and 2 from the left, each with its ``face_box``),
+tables of one-face videos keep their shape, and a comparison pairs rows by video id and face. Outputs under
 ``cfg.output_uri`` (local or s3://, written atomically): ``audit.parquet``/``audit.csv``
 (``compare.*`` for the second catalog), ``slices/<side>/<speaker>/<video_id>.png``, ``report.html``
 and ``summary.json``.
@@ -29,11 +32,11 @@ from stableface.metrics.video import (
     config_flag_reasons,
     is_flagged,
     load_sync_expert,
-    score_video,
+    score_video_faces,
 )
 from stableface.provenance.verify import PROVENANCE_COLUMNS, inspect_video
 from stableface.ray_jobs.runtime import ensure_ray, outages_surface
-from stableface.report.html import COMPARE_PREFIX, ReportData, encode_png, render_report, row_key
+from stableface.report.html import COMPARE_PREFIX, ReportData, encode_png, pair_key, render_report, row_key
 from stableface.status import RowStatus
 from stableface.utils.progress import Progress
 from stableface.utils.serialise import plain
@@ -43,7 +46,7 @@ logger = logging.getLogger(__name__)
 MAIN_SIDE = "catalog"
 COMPARE_SIDE = "compare"
 RESULT_COLUMNS = (
-    "side", "speaker", "video_id", "video_uri", "status", "reason", "n_frames", "n_face_frames",
+    "side", "speaker", "video_id", "face", "n_faces", "face_box", "video_uri", "status", "reason", "n_frames", "n_face_frames",
     "n_missing_face", "n_bridged_frames", "n_skipped_frames", "n_segments", "n_scored_segments", "bridging",
     "msi_lip", "msi_jaw", "slice_roughness", "fps", "duration_s",
     "lipsync_confidence", "lipsync_offset_frames", "lipsync_offset_ms", "lipsync_status", "flags",
@@ -69,7 +72,7 @@ class AuditScorer:
         self.node_id = ray.get_runtime_context().get_node_id()
         self.backend, self.backend_error = None, ""
         try:
-            self.backend = make_backend(cfg.metrics.backend)
+            self.backend = make_backend(cfg.metrics.backend, max_faces=cfg.metrics.max_faces)
         except BackendUnavailable as error:
             self.backend_error = f"landmark backend '{cfg.metrics.backend}' {error}"
         self.extra_models: dict[str, Any] = {}
@@ -95,10 +98,11 @@ class AuditScorer:
                 logger.warning("%s metric %s", name, error)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        rows = [self.score_entry(entry) for entry in batch.to_dict(orient="records")]
+        rows = [row for entry in batch.to_dict(orient="records") for row in self.score_entry(entry)]
         return pd.DataFrame(rows)
 
-    def score_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+    def score_entry(self, entry: dict[str, Any]) -> list[dict[str, Any]]:
+        """One row per face of the entry's video (one row when it failed or shows no face)."""
         started = time.monotonic()
         uri = str(entry["video_uri"])
         base = {
@@ -109,30 +113,32 @@ class AuditScorer:
             "node_id": self.node_id,
         }
         if self.backend is None:
-            return {**base, "status": RowStatus.FAILED, "reason": self.backend_error, "seconds": 0.0}
+            return [{**base, "status": RowStatus.FAILED, "reason": self.backend_error, "seconds": 0.0}]
         try:
             with self.storage.local_copy(uri) as path:
-                score = score_video(
+                scores = score_video_faces(
                     path, self.cfg.metrics, backend=self.backend, keep_landmarks=bool(self.extra_models),
                     sync=self.sync,
                 )  # fmt: skip
-                if self.sync_error:
-                    score.lipsync_status = self.sync_error
-                extras = self._extras(path, score, entry)
-                extras.update(self._provenance(path, uri))
-            row = {**base, **score.to_row(), **extras}
-            # Reasons name the input URI, not the temporary download that was scored.
-            row["reason"] = str(row.get("reason") or "").replace(str(path), uri)
-            row.update(self._slice(score, base))
+                provenance = self._provenance(path, uri)
+                rows = []
+                for score in scores:
+                    if self.sync_error:
+                        score.lipsync_status = self.sync_error
+                    row = {**base, **score.to_row(), **self._extras(path, score, entry), **provenance}
+                    # Reasons name the input URI, not the temporary download that was scored.
+                    row["reason"] = str(row.get("reason") or "").replace(str(path), uri)
+                    row.update(self._slice(score, row))
+                    rows.append(row)
         except InputError as error:
-            row = {**base, "status": RowStatus.FAILED, "reason": str(error)}
+            rows = [{**base, "status": RowStatus.FAILED, "reason": str(error)}]
         except StorageUnavailable:
             raise  # the store, not the video: the audit stops and a rerun scores everything
         except Exception as error:  # an unforeseen failure of one video must not stop the audit
             logger.exception("scoring %s failed", uri)
-            row = {**base, "status": RowStatus.FAILED, "reason": f"{uri}: {type(error).__name__}: {error}"}
-        row["seconds"] = round(time.monotonic() - started, 3)
-        return row
+            rows = [{**base, "status": RowStatus.FAILED, "reason": f"{uri}: {type(error).__name__}: {error}"}]
+        seconds = round(time.monotonic() - started, 3)
+        return [{**row, "seconds": seconds} for row in rows]
 
     def _provenance(self, path, uri: str) -> dict[str, Any]:
         """Watermark, credentials and tags of one video; a failure here is its own column, not the row's."""
@@ -168,16 +174,19 @@ class AuditScorer:
                 extras["wer_status"] = RowStatus.OK
         return extras
 
-    def _slice(self, score: VideoScore, base: dict[str, Any]) -> dict[str, Any]:
+    def _slice(self, score: VideoScore, row: dict[str, Any]) -> dict[str, Any]:
         if score.slice_image is None:
             return {}
         # One pixel per frame is too thin to read: widen each frame's column for people and the report.
         png = encode_png(np.repeat(score.slice_image, SLICE_PX_PER_FRAME, axis=1))
         out: dict[str, Any] = {"slice_png": png}
         if self.cfg.save_slices:
-            uri = join(
-                self.cfg.output_uri, "slices", base["side"], base["speaker"], f"{base['video_id']}.png"
+            name = (
+                row["video_id"]
+                if int(row.get("n_faces") or 1) == 1
+                else f"{row['video_id']}-face{row['face']}"
             )
+            uri = join(self.cfg.output_uri, "slices", row["side"], row["speaker"], f"{name}.png")
             self.storage.write_bytes(uri, png)
             out["slice_uri"] = uri
         return out
@@ -243,10 +252,10 @@ def _median(rows: list[dict[str, Any]], column: str) -> float | None:
 
 
 def add_departures(rows: list[dict[str, Any]], references: list[dict[str, Any]], factor: float) -> None:
-    """Give each row paired by video id with a reference row its :data:`DEPARTURE_COLUMNS`."""
-    by_id = {r.get("video_id"): r for r in references}
+    """Give each row paired by video id and face with a reference row its :data:`DEPARTURE_COLUMNS`."""
+    by_id = {pair_key(r): r for r in references}
     for row in rows:
-        reference = by_id.get(row.get("video_id"))
+        reference = by_id.get(pair_key(row))
         departure = pair_departure(row, reference, factor) if reference is not None else None
         if departure is not None:
             row.update(departure.to_row())
@@ -304,7 +313,8 @@ def run(cfg: AuditJobConfig) -> dict[str, Any]:
     elapsed = time.monotonic() - started
     frames = sum(int(r.get("n_frames") or 0) for r in all_rows)
     summary = {
-        "videos": len(rows),
+        "videos": len({(r["speaker"], r["video_id"]) for r in rows}),
+        "faces": len(rows),  # one row per face a video shows (one for a failed or faceless video)
         "ok": sum(r["status"] == RowStatus.OK for r in rows),
         "no_score": sum(r["status"] == RowStatus.NO_SCORE for r in rows),
         "failed": sum(r["status"] == RowStatus.FAILED for r in rows),

@@ -48,20 +48,20 @@ ROW_COLUMN = "row_json"
 
 
 @functools.lru_cache(maxsize=len(BACKENDS))
-def _worker_backend(name: str) -> LandmarkBackend:
+def _worker_backend(name: str, max_faces: int) -> LandmarkBackend:
     """One landmark backend per worker process and name, reused by the videos its tasks extract.
 
     Tasks rather than an actor pool: the backend is cheap to build and to keep per worker process
     (MediaPipe builds its graph per video anyway), and Ray Data retries a task whose worker dies,
     with no actor restarts to configure.
     """
-    return make_backend(name)
+    return make_backend(name, max_faces=max_faces)
 
 
 def _video_stage(cfg: PreprocessJobConfig):
     def extract(batch: pd.DataFrame) -> pd.DataFrame:
         storage, layout = Storage(cfg.storage), DatasetLayout(cfg.dataset_uri)
-        backend = _worker_backend(cfg.face.backend)
+        backend = _worker_backend(cfg.face.backend, cfg.face.max_faces)
         rows = []
         for entry in batch.to_dict(orient="records"):
             row = extract_video_row(entry, cfg, storage, layout, backend)

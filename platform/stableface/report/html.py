@@ -59,7 +59,19 @@ class ReportData:
 
 
 def row_key(row: Mapping[str, Any]) -> str:
-    return f"{row.get('speaker', '')}/{row.get('video_id', '')}"
+    key = f"{row.get('speaker', '')}/{row.get('video_id', '')}"
+    return key if int(row.get("n_faces") or 1) == 1 else f"{key} face {row.get('face')}"
+
+
+def video_label(row: Mapping[str, Any]) -> str:
+    """The video id, with the face's number from the left when the video shows several."""
+    video_id = str(row.get("video_id", ""))
+    return video_id if int(row.get("n_faces") or 1) == 1 else f"{video_id} (face {row.get('face')})"
+
+
+def pair_key(row: Mapping[str, Any]) -> tuple[Any, str]:
+    """How a comparison pairs an audit row with its reference: video id and face (1 when unnumbered)."""
+    return row.get("video_id"), str(row.get("face") or "1")
 
 
 def png_data_uri(png: bytes) -> str:
@@ -178,7 +190,7 @@ def _video_rows(rows: Sequence[Mapping[str, Any]], data: ReportData, with_slices
         offset, offset_ms = row.get("lipsync_offset_frames"), row.get("lipsync_offset_ms")
         cells = [
             _fmt(row.get("speaker")),
-            _fmt(row.get("video_id")),
+            _fmt(video_label(row)),
             f'<span class="pill {html.escape(status)}">{html.escape(status)}</span>'
             + (f" flagged: {html.escape('; '.join(flags))}" if flags else "")
             + (f" {_departure_cell(row)}" if departed else ""),
@@ -300,8 +312,8 @@ def _departures_section(departed: list[dict[str, Any]], data: ReportData) -> lis
 def _comparison(data: ReportData) -> str:
     assert data.compare_rows is not None
     first, second = data.labels
-    by_id = {r.get("video_id"): r for r in data.compare_rows}
-    pairs = [(a, by_id[a.get("video_id")]) for a in data.rows if a.get("video_id") in by_id]
+    by_id = {pair_key(r): r for r in data.compare_rows}
+    pairs = [(a, by_id[pair_key(a)]) for a in data.rows if pair_key(a) in by_id]
     scored = [
         (a, b)
         for a, b in pairs
@@ -351,7 +363,7 @@ def _comparison(data: ReportData) -> str:
     for a, b in pairs:
         cells = [
             _fmt(a.get("speaker")),
-            _fmt(a.get("video_id")),
+            _fmt(video_label(a)),
             _fmt(a.get("status")),
             _fmt(b.get("status")),
         ]
