@@ -7,6 +7,8 @@ length. Display rotation (phone videos) is applied to decoded frames and reporte
 
 from __future__ import annotations
 
+import functools
+import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -159,6 +161,48 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> np.ndarray:
     return np.stack(list(iter_frames(path, max_frames=max_frames)))
 
 
+@functools.cache
+def x264_determinism_options() -> dict[str, str]:
+    """libx264 options that make its output a function of its input frames alone.
+
+    x264 (core 165, as PyAV ships it) reads memory it never wrote in its AVX-512 macroblock-tree
+    routines when a frame's width in macroblocks is not a multiple of 16 (352 or 360 px; not 256 or
+    512), so the same frames gave different files depending on what the heap held (issue #12:
+    glibc's malloc perturbation changes the output with AVX-512 and never without it). Its AVX2
+    routines give the bitstream that AVX-512 gives on zeroed memory, so the CPU capabilities x264
+    detects, less AVX-512, are handed back to it; on a CPU without AVX-512 nothing changes.
+    """
+    capabilities = _x264_cpu_capabilities()
+    if "AVX512" not in capabilities:
+        return {}
+    return {"x264-params": "asm=" + ",".join(name for name in capabilities if name != "AVX512")}
+
+
+def _x264_cpu_capabilities() -> list[str]:
+    """The names x264 logs as "using cpu capabilities: MMX2 SSE2Fast ... AVX512" when it opens."""
+    import av
+    import av.logging
+
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.INFO)
+    try:
+        with av.logging.Capture(local=True) as logs, av.open(io.BytesIO(), mode="w", format="mp4") as probe:
+            stream = probe.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = 0, Fraction(1, 25)
+            for packet in [*stream.encode(frame), *stream.encode()]:
+                probe.mux(packet)
+    finally:
+        av.logging.set_level(level)
+    prefix = "using cpu capabilities:"
+    for _, _, message in logs:
+        if message.startswith(prefix):
+            return message[len(prefix) :].split()
+    logger.warning("libx264 did not say which CPU capabilities it uses; its output may vary between runs")
+    return []
+
+
 class VideoWriter:
     """Streaming H.264 mp4 writer with optional AAC audio muxed alongside.
 
@@ -199,7 +243,7 @@ class VideoWriter:
         self.video_stream.width, self.video_stream.height = self.width, self.height
         self.video_stream.pix_fmt = pix_fmt
         self.video_stream.thread_count = max(int(threads), 0)
-        self.video_stream.options = {"crf": str(crf), "preset": preset}
+        self.video_stream.options = {"crf": str(crf), "preset": preset, **x264_determinism_options()}
         self.audio = None if audio is None else _AudioTrack(self.container, audio, audio_rate)
         self.frames_written = 0
         self._closed = False
