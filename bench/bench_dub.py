@@ -118,11 +118,12 @@ def _speaker_model(preset: str, folder: Path) -> str:
 
 
 def _measure_in_child(
-    model_uri: str, video: str, speech: str, output: str, threads: int, amp: bool, queue
+    model_uri: str, video: str, speech: str, output: str, threads: int, amp: bool, background: bool, queue
 ) -> None:
     import resource
 
     from stableface.inference import DubConfig, InferenceConfig, dub_files, load_speaker_model, prepare_source
+    from stableface.inference.config import EncodeConfig
     from stableface.utils.logging import configure_logging
 
     configure_logging("WARNING")
@@ -130,7 +131,10 @@ def _measure_in_child(
     model = load_speaker_model(model_uri)
     started = time.perf_counter()
     # The 1080x1920 clip is another person than the model's speaker: identity is not what is measured.
-    config = DubConfig(inference=InferenceConfig(cpu_threads=threads, amp=amp, max_identity_distance=None))
+    config = DubConfig(
+        inference=InferenceConfig(cpu_threads=threads, amp=amp, max_identity_distance=None),
+        encode=EncodeConfig(background=background),
+    )
     source = prepare_source(video, model, config.inference)
     prepare_s = time.perf_counter() - started
     warm = Path(output).with_suffix(".warm.mp4")
@@ -161,11 +165,11 @@ def _short_speech(speech: str, path: Path) -> Path:
 
 
 def _measure(
-    model_uri: str, video: Path, speech: Path, output: Path, threads: int, amp: bool
+    model_uri: str, video: Path, speech: Path, output: Path, threads: int, amp: bool, background: bool = True
 ) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    arguments = (model_uri, str(video), str(speech), str(output), threads, amp, queue)
+    arguments = (model_uri, str(video), str(speech), str(output), threads, amp, background, queue)
     child = context.Process(target=_measure_in_child, args=arguments)
     child.start()
     result = queue.get()
@@ -223,15 +227,23 @@ def run(quick: bool) -> dict:
             ]
         for name, preset, video, seconds, threads in plan:
             speech = _speech(folder, seconds)
-            # fp32 and the hardware's precision (bf16 where the CPU has it) one after the other, so
-            # their ratio holds on a machine whose other load changes; the long run only once.
-            precisions = {"amp": True} if seconds > 60 else {"fp32": False, "amp": True}
+            # fp32 and the hardware's precision (bf16 where the CPU has it), and the latter with the
+            # encoder in the dubbing thread, one after the other, so their ratios hold on a machine
+            # whose other load changes; the long run only once.
+            variants = {"amp": (True, True)}
+            if seconds <= 60:
+                variants = {"fp32": (False, True), **variants, "amp.encode_inline": (True, False)}
             rates = {}
-            for label, amp in precisions.items():
+            for label, (amp, background) in variants.items():
                 load = os.getloadavg()[0]
-                measured = _measure(models[preset], video, speech, folder / f"{name}.mp4", threads, amp)
+                measured = _measure(
+                    models[preset], video, speech, folder / f"{name}.mp4", threads, amp, background
+                )
                 figures.update(_figures(f"{name}.{label}", {**measured, "load_before": round(load, 2)}))
                 rates[label] = measured["frames"] / measured["seconds"]
             if len(rates) > 1:
                 figures[f"{name}.speedup_amp_over_fp32"] = round(rates["amp"] / rates["fp32"], 2)
+                figures[f"{name}.speedup_encoder_thread"] = round(
+                    rates["amp"] / rates["amp.encode_inline"], 2
+                )
     return figures

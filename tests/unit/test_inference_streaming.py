@@ -95,7 +95,8 @@ def test_peak_memory_does_not_grow_with_the_output_length(model, grid_clips, spe
 
     Both ping-pong a 3 s source, 4 s once and 12 s four times; holding the source's frames would add
     >= 23 MiB (75 frames of 360x288x3), holding the output's frames 87 MiB. What may grow is the audio:
-    ~0.13 MiB per second.
+    ~0.13 MiB per second; and the encoder thread's queue holds up to a chunk of finished frames
+    (32, 9.5 MiB) whose fill at the peak depends on how fast that thread runs.
     """
     video = str(grid_clips[SOURCE_CLIP])
     _peak_traced_mib(
@@ -105,4 +106,5 @@ def test_peak_memory_does_not_grow_with_the_output_length(model, grid_clips, spe
     long = _peak_traced_mib(model, video, speech["fr_12s"], str(tmp_path / "long.mp4"), source)
     assert short > 5  # frames are in play: a chunk of them
     print(f"peak traced MiB: {short:.1f} for 4 s, {long:.1f} for 12 s")
-    assert long - short < 3.0, (short, long)
+    queue_mib = InferenceConfig().chunk_frames * 360 * 288 * 3 / 2**20
+    assert long - short < 3.0 + queue_mib, (short, long)

@@ -9,6 +9,7 @@ import pytest
 
 from stableface.errors import NoAudioStream, NoVideoStream, SilentAudio, StorageNotFound, UnreadableMedia
 from stableface.io.audio import check_not_silent, read_audio, rms_dbfs, write_audio
+from stableface.io.background_writer import BackgroundWriter
 from stableface.io.video import VideoWriter, iter_frames, probe_video, read_frames
 
 
@@ -119,3 +120,35 @@ def test_streaming_decode_memory_is_bounded(grid_clips):
     tracemalloc.stop()
     # 75 frames of 311 KB would be 23 MB if held; streaming keeps a few frames at most.
     assert peak < 5 * 288 * 360 * 3
+
+
+def test_a_background_writer_writes_the_same_file_from_reused_buffers_and_reports_errors(
+    tmp_path, grid_clips
+):
+    frames = read_frames(grid_clips[0])[:20]  # 360 px wide: not a whole number of 16-macroblock rows
+    height, width = frames.shape[1:3]
+    with VideoWriter(tmp_path / "plain.mp4", fps=25, width=width, height=height) as writer:
+        for frame in frames:
+            writer.write(frame)
+    encoded: list[float] = []
+    buffer = np.empty_like(frames[0])  # one buffer, overwritten for every frame, as a producer may
+    with BackgroundWriter(
+        VideoWriter(tmp_path / "thread.mp4", fps=25, width=width, height=height),
+        depth=4,
+        on_close=encoded.append,
+    ) as writer:
+        for frame in frames:
+            buffer[:] = frame
+            writer.write(buffer)
+    assert len(encoded) == 1 and encoded[0] > 0
+    assert (tmp_path / "thread.mp4").read_bytes() == (tmp_path / "plain.mp4").read_bytes()
+
+    broken = BackgroundWriter(
+        VideoWriter(tmp_path / "broken.mp4", fps=25, width=width, height=height), depth=4
+    )
+    broken.write(frames[0][:, :32])  # the wrong size: refused in the thread, raised here
+    with pytest.raises(ValueError, match="frame must be uint8"):
+        for frame in frames:
+            broken.write(frame)
+        broken.close()
+    broken.close()  # closing again is harmless

@@ -157,6 +157,9 @@ class EncodeConfig:
     preset: str = "veryfast"  # x264 speed/size trade-off; dubbing is encode-bound on small models
     audio_rate: int = 48_000  # Hz of the AAC track (the features use 16 kHz regardless)
     threads: int = 1  # x264 threads; Ray actors get one CPU each by default
+    # Encode in a thread beside the rendering (a queue of up to a chunk of frames); the file is the
+    # same either way.
+    background: bool = True
 
 
 @dataclass

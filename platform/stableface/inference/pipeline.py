@@ -23,7 +23,6 @@ track's samples (192 KB per second at 48 kHz; ``encode.audio_rate``) and the log
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import time
@@ -72,6 +71,7 @@ from stableface.inference.timeline import (
     source_index_map,
 )
 from stableface.io.audio import read_audio
+from stableface.io.background_writer import BackgroundWriter
 from stableface.io.frame_ranges import FrameSource
 from stableface.io.storage import Storage
 from stableface.io.video import VideoWriter
@@ -254,10 +254,17 @@ def dub_files(
                        source.height, width, height)  # fmt: skip
     name = f"dub {Path(str(plan.video_uri)).name}"
     metadata = provenance_tags(model, config.provenance)
-    open_writer = functools.partial(
-        VideoWriter, fps=source.fps, width=width, height=height, crf=config.encode.crf,
-        preset=config.encode.preset, threads=config.encode.threads,
-    )  # fmt: skip
+    encode = config.encode
+
+    def count_encode_thread(seconds: float) -> None:
+        timer.seconds["encode_thread"] += seconds
+
+    def open_writer(path, **options) -> VideoWriter | BackgroundWriter:
+        writer = VideoWriter(path, fps=source.fps, width=width, height=height, crf=encode.crf,
+                             preset=encode.preset, threads=encode.threads, **options)  # fmt: skip
+        if not encode.background:
+            return writer
+        return BackgroundWriter(writer, depth=config.inference.chunk_frames, on_close=count_encode_thread)
 
     def finished_frames(start: int) -> Iterator[np.ndarray]:
         for frame in plan.frames(start):
@@ -290,6 +297,8 @@ def dub_files(
             output_path, audio=plan.track_audio, audio_rate=config.encode.audio_rate, metadata=metadata
         ) as writer:
             for frame in finished_frames(0):
+                # With the encoder in its own thread this is only the wait for room in its queue;
+                # the thread's own time is "encode_thread".
                 with timer("encode"):
                     writer.write(frame)
                 progress.update(1)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stableface.io.background_writer import BackgroundWriter
 from stableface.io.storage import Storage, join
 from stableface.io.video import VideoWriter, join_videos
 from stableface.utils.progress import Progress
@@ -132,7 +133,7 @@ class SegmentedRun:
 def write_segmented(
     frames_from: Callable[[int], Iterator[np.ndarray]],
     store: SegmentStore,
-    open_writer: Callable[..., VideoWriter],
+    open_writer: Callable[..., VideoWriter | BackgroundWriter],
     output_path: Path,
     audio: np.ndarray,
     audio_rate: int,
