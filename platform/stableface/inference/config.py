@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from stableface.audio.silence import SilenceGateConfig
 from stableface.errors import InputError
 from stableface.face.segments import DEFAULT_MAX_GAP_FRAMES
+from stableface.inference.motion import MotionFilterConfig
 from stableface.provenance.config import CredentialsConfig, WatermarkConfig
 
 CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
@@ -60,6 +61,9 @@ class InferenceConfig:
     min_identity_frames: int = 25
     # Silent stretches of the new audio close the mouth (stableface.audio.silence).
     silence_gate: SilenceGateConfig = field(default_factory=SilenceGateConfig)
+    # The predicted mouth is low-passed until it is no rougher than the source's real speech
+    # (stableface.inference.motion): speech unlike the training voices makes it flicker.
+    motion_filter: MotionFilterConfig = field(default_factory=MotionFilterConfig)
     landmark_backend: str = "mediapipe"  # the only backend with the 3D mesh the face model needs
     # Faces tracked at once in a source (stableface.face.face_tracks); the dub paints the one that
     # matches the speaker model, or the one a row selects. More costs nothing while fewer are on

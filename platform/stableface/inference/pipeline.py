@@ -50,6 +50,7 @@ from stableface.inference.faces import (
     source_crops,
 )
 from stableface.inference.inputs import check_speaker_model, load_speech
+from stableface.inference.motion import filter_mouth
 from stableface.inference.render import apply_smoothing, resolve_device, to_model_range, to_pixels
 from stableface.inference.segmented import (
     SegmentRecord,
@@ -407,10 +408,12 @@ def plan_dub(
         gate = silence_weights(mel_levels_db(mel, starts, model.audio), config.inference.silence_gate)  # (N,)
         mouth = gate_mouth(mouth, gate, closed_mouth(model.face_model, model.identity))
     source_index = source_index_map(n_frames, source.n_frames)  # (N,)
-    expression = source.expression[source_index].copy()  # (N, E)
-    expression[:, model.face_model.mouth_slice] = mouth
     dub_weight = source_dub_weights(source, config.inference)[source_index]  # (N,)
     runs = output_runs(source, config.inference, source_index)
+    with timer("motion_filter"):
+        mouth = _filter_runs(mouth, source, source_index, runs, model, config)
+    expression = source.expression[source_index].copy()  # (N, E)
+    expression[:, model.face_model.mouth_slice] = mouth
     with timer("smoothing"):
         # Once per run for the whole output, so every chunk applies exactly the weights the whole would.
         weights = _run_smoothing_weights(
@@ -428,6 +431,22 @@ def plan_dub(
         audio_duration_s=audio_duration_s, track_audio=track_audio, dub_weight=dub_weight, runs=runs,
         layout=layout, renderer=renderer, timer=timer,
     )  # fmt: skip
+
+
+def _filter_runs(
+    mouth: np.ndarray, source: SourceTrack, source_index: np.ndarray, runs: OutputRuns, model, config
+) -> np.ndarray:
+    """(N, n_mouth) predicted mouth, each dubbed run low-passed on its own against the real mouth of
+    the source frames it shows (:mod:`stableface.inference.motion`; no filter reaches across a cut)."""
+    filtered = mouth.copy()
+    source_mouth = source.expression[:, model.face_model.mouth_slice]  # (F, n_mouth)
+    for (start, stop), dubbed in zip(runs.spans(), runs.dubbed, strict=True):
+        if dubbed:
+            shown = np.unique(source_index[start:stop])  # the source frames in order, unlooped
+            filtered[start:stop], _ = filter_mouth(
+                mouth[start:stop], source_mouth[shown], float(source.fps), config.inference.motion_filter
+            )
+    return filtered
 
 
 def _run_smoothing_weights(
