@@ -130,17 +130,15 @@ def test_a_background_writer_writes_the_same_file_from_reused_buffers_and_report
     with VideoWriter(tmp_path / "plain.mp4", fps=25, width=width, height=height) as writer:
         for frame in frames:
             writer.write(frame)
-    encoded: list[float] = []
     buffer = np.empty_like(frames[0])  # one buffer, overwritten for every frame, as a producer may
     with BackgroundWriter(
         VideoWriter(tmp_path / "thread.mp4", fps=25, width=width, height=height),
         depth=4,
-        on_close=encoded.append,
     ) as writer:
         for frame in frames:
             buffer[:] = frame
             writer.write(buffer)
-    assert len(encoded) == 1 and encoded[0] > 0
+    assert writer.seconds > 0
     assert (tmp_path / "thread.mp4").read_bytes() == (tmp_path / "plain.mp4").read_bytes()
 
     broken = BackgroundWriter(

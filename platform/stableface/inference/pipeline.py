@@ -257,15 +257,12 @@ def dub_files(
     metadata = provenance_tags(model, config.provenance)
     encode = config.encode
 
-    def count_encode_thread(seconds: float) -> None:
-        timer.seconds["encode_thread"] += seconds
-
     def open_writer(path, **options) -> VideoWriter | BackgroundWriter:
         writer = VideoWriter(path, fps=source.fps, width=width, height=height, crf=encode.crf,
                              preset=encode.preset, threads=encode.threads, **options)  # fmt: skip
         if not encode.background:
             return writer
-        return BackgroundWriter(writer, depth=config.inference.chunk_frames, on_close=count_encode_thread)
+        return BackgroundWriter(writer, depth=config.inference.chunk_frames)
 
     def finished_frames(start: int) -> Iterator[np.ndarray]:
         for frame in plan.frames(start):
@@ -298,8 +295,8 @@ def dub_files(
             output_path, audio=plan.track_audio, audio_rate=config.encode.audio_rate, metadata=metadata
         ) as writer:
             for frame in finished_frames(0):
-                # With the encoder in its own thread this is only the wait for room in its queue;
-                # the thread's own time is "encode_thread".
+                # With the encoder in its own thread this is only the wait for room in its queue: the
+                # stages stay a split of this thread's time, so they sum to at most the dub's.
                 with timer("encode"):
                     writer.write(frame)
                 progress.update(1)

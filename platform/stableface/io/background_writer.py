@@ -11,7 +11,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
 
@@ -21,10 +20,10 @@ from stableface.io.video import VideoWriter
 class BackgroundWriter:
     """``write`` queues a copy of the frame (blocking once ``depth`` frames wait, which bounds memory)
     and returns. An encoding error is raised once, by the next ``write`` or else by ``close``.
-    ``on_close(seconds)`` receives the time the thread spent encoding."""
+    ``seconds`` is the time the thread spent encoding."""
 
-    def __init__(self, writer: VideoWriter, depth: int, on_close: Callable[[float], None] | None = None):
-        self.writer, self.on_close = writer, on_close
+    def __init__(self, writer: VideoWriter, depth: int):
+        self.writer = writer
         self.seconds = 0.0
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(1, depth))
         self._error: BaseException | None = None
@@ -71,5 +70,3 @@ class BackgroundWriter:
                 raise self._error
         finally:
             self.writer.close()
-            if self.on_close is not None:
-                self.on_close(self.seconds)
